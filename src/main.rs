@@ -1,0 +1,7 @@
+//! The `misdirect` binary: parses arguments and hands over to [`misdirect::cli`].
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    misdirect::cli::main()
+}

@@ -1,0 +1,714 @@
+//! The scenario file: what to serve, when to misdirect, what the client should do and what
+//! a correct client is expected to have done.
+//!
+//! The types here are the file format itself (serde + schemars). Reading a file with precise,
+//! multi-error diagnostics lives in [`load`]; cross-reference checks in [`validate`]; the
+//! relative/absolute time syntax of validity windows in [`when`].
+
+mod load;
+mod validate;
+mod when;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use load::{Diagnostics, Issue, LoadError, from_bytes, from_path, from_value};
+pub use validate::validate;
+pub use when::{TimeSpec, TimeSpecError};
+
+/// A whole scenario file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name shown in summaries and verdicts; defaults to the file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the scenario stages and why, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Seed for every random choice (probability matchers), so a run can be replayed.
+    #[serde(default)]
+    pub seed: u64,
+    /// The certificate authority that issues the leaf certificates.
+    #[serde(default)]
+    pub ca: CaSpec,
+    /// Named certificates, referenced by hosts and listeners.
+    #[serde(default)]
+    pub certificates: Vec<CertificateSpec>,
+    /// Where the server listens. Defaults to one TLS listener `main` on `127.0.0.1:0`.
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerSpec>,
+    /// Virtual hosts: the names they answer to and what they answer.
+    pub hosts: Vec<HostSpec>,
+    /// Ordered misdirection rules; the first whose matcher and limits allow it decides.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    /// The requests a client under test should make, in order, through one client instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientPlan>,
+    /// What a correct client will have done, checked against the journal.
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
+}
+
+/// The CA section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaSpec {
+    /// Subject common name of the CA certificate.
+    #[serde(default = "default_ca_common_name")]
+    pub common_name: String,
+    /// Key type of the CA.
+    #[serde(default)]
+    pub key: KeyType,
+    /// Reuse `ca.pem` + `ca.key` from the certificate folder when both exist, so a client
+    /// trusts one CA across runs; otherwise a fresh CA is generated (and written there).
+    #[serde(default)]
+    pub reuse: bool,
+}
+
+impl Default for CaSpec {
+    fn default() -> Self {
+        CaSpec {
+            common_name: default_ca_common_name(),
+            key: KeyType::default(),
+            reuse: false,
+        }
+    }
+}
+
+fn default_ca_common_name() -> String {
+    "misdirect test CA".to_owned()
+}
+
+/// Key algorithm of a generated key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyType {
+    /// ECDSA on P-256 with SHA-256 (what most servers use).
+    #[default]
+    EcdsaP256,
+    /// ECDSA on P-384 with SHA-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
+    /// RSA 2048 with PKCS#1 v1.5 SHA-256; needs the `rsa` cargo feature.
+    Rsa2048,
+}
+
+/// Who signs a certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Issuer {
+    /// The scenario's CA (clients that trust `ca.pem` accept it).
+    #[default]
+    Ca,
+    /// Self-signed: no client that only trusts the CA accepts it.
+    #[serde(rename = "self")]
+    SelfSigned,
+}
+
+/// A named leaf certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    /// Name used by hosts and listeners, and as the file stem in the certificate folder
+    /// (letters, digits, `-` and `_`; `ca` is reserved).
+    pub name: String,
+    /// Subject alternative names: DNS names (`a.test`), wildcards (`*.site.test`) and IP
+    /// addresses (`127.0.0.1`, `::1`).
+    pub sans: Vec<String>,
+    /// Subject common name; defaults to the first SAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
+    /// Key type.
+    #[serde(default)]
+    pub key: KeyType,
+    /// Who signs it.
+    #[serde(default)]
+    pub issuer: Issuer,
+    /// Validity window; defaults to one hour ago until 90 days from now.
+    #[serde(default)]
+    pub validity: Validity,
+}
+
+/// A certificate's validity window, each end relative to now (`-1h`, `+30d`, `now`) or an
+/// absolute RFC 3339 time (`2030-01-01T00:00:00Z`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Validity {
+    /// Start of validity.
+    #[serde(default = "default_not_before")]
+    pub not_before: TimeSpec,
+    /// End of validity.
+    #[serde(default = "default_not_after")]
+    pub not_after: TimeSpec,
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        Validity {
+            not_before: default_not_before(),
+            not_after: default_not_after(),
+        }
+    }
+}
+
+fn default_not_before() -> TimeSpec {
+    TimeSpec::relative_seconds(-3600)
+}
+
+fn default_not_after() -> TimeSpec {
+    TimeSpec::relative_seconds(90 * 86400)
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// Name used by hosts and rules.
+    pub name: String,
+    /// Address to bind: any `127.x.y.z` or `[::1]`; port 0 picks a free port.
+    #[serde(default = "default_address", deserialize_with = "socket_address")]
+    #[schemars(with = "String")]
+    pub address: SocketAddr,
+    /// TLS (with SNI and ALPN) or cleartext (h2c by prior knowledge, and HTTP/1.1).
+    #[serde(default = "default_true")]
+    pub tls: bool,
+    /// ALPN protocols offered, in preference order.
+    #[serde(default = "default_alpn")]
+    pub alpn: Vec<Alpn>,
+    /// What the TLS handshake presents when the client's SNI names no host of this listener.
+    #[serde(default)]
+    pub unknown_sni: SniFallback,
+    /// What the TLS handshake presents when the client sends no SNI at all (IP-literal URLs,
+    /// some old clients). Defaults to `unknown_sni`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_sni: Option<SniFallback>,
+}
+
+fn default_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn socket_address<'de, D: serde::Deserializer<'de>>(de: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(de)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an address: expected IP:port such as \"127.0.0.2:0\" or \"[::1]:8443\" (port 0 picks a free port)"
+        ))
+    })
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_alpn() -> Vec<Alpn> {
+    vec![Alpn::H2, Alpn::Http11]
+}
+
+fn default_listeners() -> Vec<ListenerSpec> {
+    vec![ListenerSpec {
+        name: "main".to_owned(),
+        address: default_address(),
+        tls: true,
+        alpn: default_alpn(),
+        unknown_sni: SniFallback::default(),
+        no_sni: None,
+    }]
+}
+
+/// An ALPN protocol id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Alpn {
+    /// HTTP/2 over TLS.
+    #[serde(rename = "h2")]
+    H2,
+    /// HTTP/1.1.
+    #[serde(rename = "http/1.1")]
+    Http11,
+}
+
+impl Alpn {
+    /// The protocol id as sent on the wire.
+    pub fn wire_id(self) -> &'static [u8] {
+        match self {
+            Alpn::H2 => b"h2",
+            Alpn::Http11 => b"http/1.1",
+        }
+    }
+}
+
+/// What a listener presents when SNI does not select a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SniFallback {
+    /// Fail the handshake (`unrecognized_name` alert).
+    #[default]
+    Reject,
+    /// Present this named certificate (it may deliberately not cover the name).
+    Certificate(String),
+}
+
+/// A virtual host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// The names this host answers to (exact names or `*.suffix` wildcards). The first is
+    /// the host's display name.
+    pub names: Vec<String>,
+    /// The certificate presented when a client's SNI is one of `names`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Listeners that serve this host; defaults to every listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listeners: Option<Vec<String>>,
+    /// Normal responses, first matching path wins; unmatched paths get 200 with a body
+    /// naming the host.
+    #[serde(default)]
+    pub responses: Vec<ResponseSpec>,
+}
+
+/// A normal response of a virtual host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    /// Path this response is for: exact (`/a`) or prefix (`/static/*`); `*` for any.
+    #[serde(default = "default_any_path")]
+    pub path: String,
+    /// HTTP status code.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// Response headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Response body (UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+fn default_any_path() -> String {
+    "*".to_owned()
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+/// An ordered misdirection rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Name recorded in the journal when the rule fires; defaults to `rules[i]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Conditions, all of which must hold; an empty matcher matches every request.
+    #[serde(default)]
+    pub when: Matcher,
+    /// What to do with a matching request.
+    pub action: Action,
+    /// Wait this long before carrying out the action.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delay_ms: u64,
+    /// How often the rule may fire; once used up it no longer matches.
+    #[serde(default)]
+    pub limit: Limit,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// Conditions on a request and its connection. Absent fields are not checked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Matcher {
+    /// Request authority (`:authority` or `Host`, without port): exact or `*.suffix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Request path: exact (`/a`) or prefix (`/static/*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Request method, e.g. `POST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// A request header that must be present (with this value, if given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderMatch>,
+    /// Name of the listener the connection arrived on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<String>,
+    /// The TLS SNI of the connection: exact or `*.suffix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// `true`: only connections without SNI; `false`: only connections with SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni_absent: Option<bool>,
+    /// `true`: the authority is not the connection's SNI (what coalescing produces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_differs_from_sni: Option<bool>,
+    /// `true`: the certificate served on this connection does not cover the authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_not_covered: Option<bool>,
+    /// `true`: the connection has already carried a request for another authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<bool>,
+    /// Position of the request on its connection (1 = first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_on_connection: Option<CountRange>,
+    /// Attempt number of this request (same method, authority, path): 1 = first try,
+    /// 2 = first retry, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<CountRange>,
+    /// Every Nth request the server receives (counted over all connections, from 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_nth: Option<u64>,
+    /// Milliseconds since the connection was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_age_ms: Option<CountRange>,
+    /// Chance in [0, 1] that the rule applies, drawn from the scenario's seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+}
+
+/// A header condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// Exact value; absent means "present with any value".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// A whole-number condition: an exact number or an inclusive range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "expected a whole number or an object {\"min\": N, \"max\": M}"
+)]
+pub enum CountRange {
+    /// Exactly this number.
+    Exactly(u64),
+    /// Between `min` and `max`, both inclusive and both optional.
+    Between {
+        /// Lowest accepted value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<u64>,
+        /// Highest accepted value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<u64>,
+    },
+}
+
+impl CountRange {
+    /// Whether `value` lies in the range.
+    pub fn contains(&self, value: u64) -> bool {
+        match *self {
+            CountRange::Exactly(n) => value == n,
+            CountRange::Between { min, max } => {
+                min.is_none_or(|min| value >= min) && max.is_none_or(|max| value <= max)
+            }
+        }
+    }
+}
+
+/// What the server does with a matching request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Answer with this response (`421` is just a status).
+    Respond(RespondAction),
+    /// Reset the request's stream (RST_STREAM, RFC 9113 §6.4); on HTTP/1.1 the connection
+    /// is closed instead.
+    ResetStream(ResetAction),
+    /// Send GOAWAY (RFC 9113 §6.8).
+    Goaway(GoawayAction),
+    /// Close the TCP connection without a response.
+    Close,
+}
+
+/// A scripted response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RespondAction {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Response body; a 421 without one gets a short explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// RST_STREAM parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetAction {
+    /// Error code (RFC 9113 §7), e.g. `REFUSED_STREAM`.
+    #[serde(default = "default_reset_code")]
+    pub code: ErrorCode,
+}
+
+fn default_reset_code() -> ErrorCode {
+    ErrorCode::RefusedStream
+}
+
+/// GOAWAY parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GoawayAction {
+    /// Error code (RFC 9113 §7).
+    #[serde(default = "default_goaway_code")]
+    pub code: ErrorCode,
+    /// `true`: this request is answered normally and the connection drains; `false`: the
+    /// last-stream-id excludes this request, so the client knows it was not processed and
+    /// may retry it elsewhere, and the connection closes.
+    #[serde(default)]
+    pub graceful: bool,
+}
+
+fn default_goaway_code() -> ErrorCode {
+    ErrorCode::NoError
+}
+
+/// HTTP/2 error codes (RFC 9113 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(missing_docs)]
+pub enum ErrorCode {
+    NoError,
+    ProtocolError,
+    InternalError,
+    FlowControlError,
+    SettingsTimeout,
+    StreamClosed,
+    FrameSizeError,
+    RefusedStream,
+    Cancel,
+    CompressionError,
+    ConnectError,
+    EnhanceYourCalm,
+    InadequateSecurity,
+    Http11Required,
+}
+
+impl ErrorCode {
+    /// The numeric code on the wire.
+    pub fn value(self) -> u32 {
+        self as u32
+    }
+}
+
+/// Caps on how often a rule fires. Absent caps do not limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// At most this many times in the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// At most this many times on any one connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_connection: Option<u64>,
+    /// At most this many times for any one authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_authority: Option<u64>,
+}
+
+/// The requests a client under test makes, in order, through one client instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPlan {
+    /// The steps, carried out one after the other.
+    pub steps: Vec<ClientStep>,
+}
+
+/// One step of a client plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientStep {
+    /// Make a request and wait for its response (retries are the client's business).
+    Request(PlannedRequest),
+    /// Wait this many milliseconds.
+    PauseMs(u64),
+}
+
+/// A request of a client plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedRequest {
+    /// Method.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// URL by host name and path, without port: `https://b.test/x`. The adapter maps the
+    /// name to the listener's address and port.
+    pub url: String,
+    /// Listener to reach; defaults to the first listener that serves the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<String>,
+    /// Extra request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Request body (UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+
+/// Something a correct client will have done; evaluated against the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expectation {
+    /// Every request answered 421 was retried (same method, authority, path and body) on a
+    /// different connection.
+    RetriedOnNewConnection(RetryExpectation),
+    /// No request answered 421 was retried on the connection that answered it.
+    NoRetryOnSameConnection(AuthorityFilter),
+    /// After a 421 for an authority on a connection whose SNI differs, no later request for
+    /// it arrived on such a connection.
+    StoppedCoalescing(AuthorityFilter),
+    /// The authority was requested on a connection whose SNI was another name.
+    Coalesced(AuthorityName),
+    /// The authority was never requested on a connection whose SNI was another name.
+    NotCoalesced(AuthorityName),
+    /// No request (same method, authority, path) was attempted more than `max` times.
+    MaxAttempts(MaxAttempts),
+    /// Every retry of a 421-answered request carried a body identical to the original.
+    RetrySameBody(AuthorityFilter),
+    /// The number of connections opened lies in the range.
+    Connections(CountRange),
+    /// The number of requests received lies in the range.
+    Requests(CountRange),
+}
+
+/// Parameters of `retried_on_new_connection`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryExpectation {
+    /// Only requests for this authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// The retry must arrive within this many milliseconds of the 421.
+    #[serde(default = "default_retry_within_ms")]
+    pub within_ms: u64,
+}
+
+fn default_retry_within_ms() -> u64 {
+    5000
+}
+
+/// An optional authority restriction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityFilter {
+    /// Only requests for this authority; absent means every authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+}
+
+/// A required authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityName {
+    /// The authority the expectation is about.
+    pub authority: String,
+}
+
+/// Parameters of `max_attempts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaxAttempts {
+    /// Highest allowed attempt count of any one request.
+    pub max: u64,
+    /// Only requests for this authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+}
+
+impl Scenario {
+    /// The certificate spec of that name.
+    pub fn certificate(&self, name: &str) -> Option<&CertificateSpec> {
+        self.certificates.iter().find(|c| c.name == name)
+    }
+
+    /// The listener spec of that name.
+    pub fn listener(&self, name: &str) -> Option<&ListenerSpec> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// Whether `host` is served on the listener named `listener`.
+    pub fn host_on_listener(host: &HostSpec, listener: &str) -> bool {
+        host.listeners
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == listener))
+    }
+}
+
+/// Whether a DNS name matches a pattern: exact (case-insensitive) or `*.suffix`, where the
+/// wildcard stands for exactly one label (RFC 6125 §6.4.3, as clients check certificates).
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix)),
+        None => pattern.eq_ignore_ascii_case(name),
+    }
+}
+
+/// Whether a path matches a pattern: `*` (any), `/prefix/*` (prefix) or an exact path.
+/// The query string is not part of the match.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => pattern == path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_covers_exactly_one_label() {
+        assert!(name_matches("*.site.test", "a.site.test"));
+        assert!(name_matches("*.site.test", "A.Site.Test."));
+        assert!(!name_matches("*.site.test", "site.test"));
+        assert!(!name_matches("*.site.test", "x.a.site.test"));
+        assert!(name_matches("a.test", "A.TEST"));
+        assert!(!name_matches("a.test", "b.test"));
+    }
+
+    #[test]
+    fn path_patterns_are_exact_prefix_or_any() {
+        assert!(path_matches("*", "/anything"));
+        assert!(path_matches("/static/*", "/static/x.js"));
+        assert!(!path_matches("/static/*", "/other"));
+        assert!(path_matches("/a", "/a?x=1"));
+        assert!(!path_matches("/a", "/ab"));
+    }
+
+    #[test]
+    fn count_range_bounds_are_inclusive() {
+        let r = CountRange::Between {
+            min: Some(2),
+            max: Some(3),
+        };
+        assert!(!r.contains(1) && r.contains(2) && r.contains(3) && !r.contains(4));
+        assert!(CountRange::Exactly(1).contains(1));
+        assert!(!CountRange::Exactly(1).contains(2));
+    }
+}
