@@ -256,7 +256,7 @@ fn generate_rsa_key(name: &str) -> Result<KeyPair, PkiError> {
         source: rcgen::Error::RingKeyRejected(why),
     };
     let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
-    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| fail(e.to_string()))?;
+    let key = rsa::PrivateKey::new(&mut rng, 2048).map_err(|e| fail(e.to_string()))?;
     let der = key.to_pkcs8_der().map_err(|e| fail(e.to_string()))?;
     KeyPair::from_pkcs8_der_and_sign_algo(
         &PrivatePkcs8KeyDer::from(der.as_bytes()),

@@ -273,3 +273,24 @@ fn openssl_verify_accepts_the_chain() {
         + &String::from_utf8_lossy(&expired.stderr);
     assert!(text.contains("expired"), "{text}");
 }
+
+#[cfg(feature = "rsa")]
+#[test]
+fn rsa_2048_leaf_under_an_rsa_ca_verifies() {
+    let pki = Pki::generate(
+        &scenario(
+            r#"{"ca": {"key": "rsa2048"},
+                "certificates": [{"name": "r", "sans": ["r.test"], "key": "rsa2048"}],
+                "hosts": [{"names": ["r.test"], "certificate": "r"}]}"#,
+        ),
+        None,
+        OffsetDateTime::now_utc(),
+    )
+    .expect("generates");
+    let cert = parse(&pki.leaves["r"].chain[0]);
+    assert_eq!(
+        cert.public_key().parsed().expect("key parses").key_size(),
+        2048
+    );
+    verify(&pki, "r", "r.test").expect("RSA chain verifies");
+}
