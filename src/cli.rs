@@ -7,8 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use std::time::Duration;
+
 use crate::pki::Pki;
 use crate::scenario::{self, Scenario};
+use crate::server::{Limits, ServeOptions, Server};
 
 /// A scriptable HTTP/2 test-harness server that answers 421 Misdirected Request (and the
 /// other misdirection signals) exactly when a scenario says so.
@@ -48,6 +51,59 @@ pub enum Command {
     },
     /// Print the JSON Schema of the scenario format.
     Schema,
+    /// Serve a scenario: bind its listeners, misdirect as it says, journal everything.
+    /// Prints one JSON line on stdout once ready; stops cleanly on SIGINT/SIGTERM.
+    Serve(ServeArgs),
+}
+
+/// Arguments of `misdirect serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Folder for the generated PEM files.
+    #[arg(long, default_value = "certs", env = "MISDIRECT_CERTS_DIR")]
+    pub certs_dir: PathBuf,
+    /// Reuse `ca.pem` + `ca.key` already in the certificate folder.
+    #[arg(long, env = "MISDIRECT_REUSE_CA")]
+    pub reuse_ca: bool,
+    /// Write the journal to this file as NDJSON, one event per line, as it happens.
+    #[arg(long, env = "MISDIRECT_JOURNAL")]
+    pub journal: Option<PathBuf>,
+    /// Also write the readiness JSON to this file (atomically), for callers that cannot
+    /// read stdout.
+    #[arg(long, env = "MISDIRECT_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", env = "MISDIRECT_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing's env-filter syntax), e.g. `debug` or `misdirect=trace`.
+    #[arg(long, default_value = "info", env = "MISDIRECT_LOG")]
+    pub log: String,
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
+    /// Seconds without a request after which a connection is closed.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients.
+    #[arg(long, default_value_t = 100)]
+    pub max_concurrent_streams: u32,
+    /// Largest request body accepted (bytes); larger ones get 413.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Runs the command line and returns the process exit status.
@@ -62,6 +118,7 @@ pub fn main() -> ExitCode {
             json,
         } => certs(&file, &out, reuse_ca, json),
         Command::Schema => schema(),
+        Command::Serve(args) => serve(args),
     }
 }
 
@@ -175,5 +232,129 @@ fn schema() -> ExitCode {
             eprintln!("misdirect schema: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format, &args.log);
+    let scenario = match scenario::from_path(&args.file) {
+        Ok((scenario, diagnostics)) => {
+            for warning in &diagnostics.warnings {
+                tracing::warn!("{}: {warning}", args.file.display());
+            }
+            scenario
+        }
+        Err(err) => {
+            for line in err.lines() {
+                eprintln!("{}: {line}", args.file.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = ServeOptions {
+        certs_dir: args.certs_dir.clone(),
+        reuse_ca: args.reuse_ca,
+        journal_path: args.journal.clone(),
+        limits: Limits {
+            handshake_timeout: Duration::from_secs(args.handshake_timeout_secs),
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+            max_concurrent_streams: args.max_concurrent_streams,
+            max_body_bytes: args.max_body_bytes,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            ..Limits::default()
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("misdirect serve: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::start(scenario, options).await {
+            Ok(server) => server,
+            Err(err) => {
+                eprintln!("misdirect serve: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let line = match serde_json::to_string(server.ready()) {
+            Ok(line) => line,
+            Err(err) => {
+                eprintln!("misdirect serve: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(path) = &args.ready_file
+            && let Err(err) = crate::pki::write_atomic(path, format!("{line}\n").as_bytes(), 0o644)
+        {
+            eprintln!("misdirect serve: --ready-file: {err}");
+            server.shutdown("could not write the ready file").await;
+            return ExitCode::FAILURE;
+        }
+        {
+            let mut stdout = std::io::stdout().lock();
+            // A launcher that closed our stdout does not stop the server.
+            let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+        }
+        for listener in &server.ready().listeners {
+            tracing::info!(
+                listener = %listener.name,
+                address = %listener.address,
+                tls = listener.tls,
+                "listening"
+            );
+        }
+        let signal = wait_for_signal().await;
+        tracing::info!(%signal, "shutting down (a second signal exits at once)");
+        tokio::spawn(async {
+            let second = wait_for_signal().await;
+            eprintln!("misdirect serve: {second} again: exiting now");
+            std::process::exit(130);
+        });
+        server.shutdown(&format!("received {signal}")).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere); returns its name.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }

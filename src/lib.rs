@@ -14,5 +14,9 @@
 //! - [`cli`]: the `misdirect` command line (clap); wiring only.
 
 pub mod cli;
+pub mod engine;
+pub mod journal;
 pub mod pki;
 pub mod scenario;
+pub mod server;
+pub mod tls;

@@ -267,8 +267,11 @@ fn rule(listeners: usize) -> impl Strategy<Value = RuleSpec> {
                 })
             }),
         error_code().prop_map(|code| Action::ResetStream(ResetAction { code })),
-        (error_code(), any::<bool>())
-            .prop_map(|(code, graceful)| Action::Goaway(GoawayAction { code, graceful })),
+        (error_code(), any::<bool>()).prop_map(|(code, graceful)| Action::Goaway(GoawayAction {
+            // A graceful GOAWAY carries NO_ERROR (validation insists).
+            code: if graceful { ErrorCode::NoError } else { code },
+            graceful,
+        })),
         Just(Action::Close),
     ];
     (

@@ -507,9 +507,18 @@ fn check_matcher(when: &Matcher, path: &str, listeners: &BTreeSet<&str>, out: &m
 }
 
 fn check_action(action: &Action, path: &str, out: &mut Outcome) {
-    if let Action::Respond(respond) = action {
-        check_status(respond.status, &format!("{path}.respond.status"), out);
-        check_headers(&respond.headers, &format!("{path}.respond.headers"), out);
+    match action {
+        Action::Respond(respond) => {
+            check_status(respond.status, &format!("{path}.respond.status"), out);
+            check_headers(&respond.headers, &format!("{path}.respond.headers"), out);
+        }
+        Action::Goaway(goaway) if goaway.graceful && goaway.code != super::ErrorCode::NoError => {
+            out.error(
+                format!("{path}.goaway.code"),
+                "a graceful GOAWAY carries NO_ERROR (RFC 9113 §6.8); use \"graceful\": false to send an error code",
+            );
+        }
+        _ => {}
     }
 }
 

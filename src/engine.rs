@@ -1,0 +1,447 @@
+//! The decision: (connection facts, request facts, counters, time) → what to do.
+//!
+//! Pure and sans-IO, as quinn-proto's protocol core is: no sockets, no clock of its own (the
+//! caller passes milliseconds), randomness drawn from the scenario seed. The server builds the
+//! facts, calls [`Engine::decide`], and carries out the returned [`Outcome`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::{
+    Action, ErrorCode, HostSpec, Matcher, ResponseSpec, RuleSpec, Scenario, name_matches,
+    path_matches,
+};
+
+/// What the server knows about a connection when a request arrives on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionFacts {
+    /// Connection id (as in the journal).
+    pub id: u64,
+    /// Name of the listener it arrived on.
+    pub listener: String,
+    /// TLS SNI the client sent; `None` without TLS or without SNI.
+    pub sni: Option<String>,
+    /// SANs of the certificate served on it (empty without TLS).
+    pub certificate_sans: Vec<String>,
+    /// When it was accepted, in the caller's milliseconds.
+    pub opened_at_ms: u64,
+}
+
+/// What the server knows about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// Method, e.g. `GET`.
+    pub method: String,
+    /// Authority without port, lower-cased (`:authority` on HTTP/2, `Host` on HTTP/1.1).
+    pub authority: String,
+    /// Path with query.
+    pub path: String,
+    /// Header names (lower-case) and values.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A response to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: BTreeMap<String, String>,
+    /// Body.
+    pub body: String,
+}
+
+/// What to do with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send this response.
+    Respond(Response),
+    /// Reset the stream with this code (on HTTP/1.1: close the connection).
+    Reset(ErrorCode),
+    /// Send GOAWAY. Graceful: answer `response` first and let the connection drain.
+    /// Otherwise the GOAWAY's last-stream-id excludes this request and the connection closes.
+    Goaway {
+        /// Error code.
+        code: ErrorCode,
+        /// Graceful or immediate.
+        graceful: bool,
+        /// The answer to this request when graceful.
+        response: Option<Response>,
+    },
+    /// Close the connection without answering.
+    Close,
+}
+
+/// The engine's full answer for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub outcome: Outcome,
+    /// Wait this long first.
+    pub delay_ms: u64,
+    /// Name of the rule that fired, if any.
+    pub rule: Option<String>,
+    /// Which host answered by default routing (no rule), if any.
+    pub host: Option<String>,
+    /// 1 for the first try of this (method, authority, path), 2 for the first retry, …
+    pub attempt: u64,
+    /// Position of the request on its connection, from 1.
+    pub request_on_connection: u64,
+    /// Position of the request among all requests, from 1.
+    pub request_number: u64,
+    /// Whether the connection had already carried another authority before this request.
+    pub coalesced: bool,
+    /// Why the default routing answered 421 (no rule), for the journal and the body.
+    pub misdirected_because: Option<String>,
+}
+
+/// Counters the decisions depend on. Cleared by [`Engine::reset`].
+#[derive(Debug, Default, Clone)]
+struct State {
+    requests: u64,
+    attempts: BTreeMap<(String, String, String), u64>,
+    connections: BTreeMap<u64, ConnectionState>,
+    fired_total: Vec<u64>,
+    fired_per_connection: BTreeMap<(usize, u64), u64>,
+    fired_per_authority: BTreeMap<(usize, String), u64>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ConnectionState {
+    requests: u64,
+    authorities: BTreeSet<String>,
+}
+
+/// The compiled scenario plus its counters.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    seed: u64,
+    rules: Vec<RuleSpec>,
+    hosts: Vec<HostSpec>,
+    state: State,
+}
+
+impl Engine {
+    /// An engine for this scenario, with zeroed counters.
+    pub fn new(scenario: &Scenario) -> Engine {
+        Engine {
+            seed: scenario.seed,
+            rules: scenario.rules.clone(),
+            hosts: scenario.hosts.clone(),
+            state: State {
+                fired_total: vec![0; scenario.rules.len()],
+                ..State::default()
+            },
+        }
+    }
+
+    /// Forgets every counter (between test cases).
+    pub fn reset(&mut self) {
+        self.state = State {
+            fired_total: vec![0; self.rules.len()],
+            ..State::default()
+        };
+    }
+
+    /// Drops a closed connection's counters (its rule limits stay counted).
+    pub fn connection_closed(&mut self, connection: u64) {
+        self.state.connections.remove(&connection);
+    }
+
+    /// Decides what to do with a request; updates the counters.
+    pub fn decide(&mut self, conn: &ConnectionFacts, req: &RequestFacts, now_ms: u64) -> Decision {
+        let state = &mut self.state;
+        state.requests += 1;
+        let request_number = state.requests;
+        let attempt_key = (req.method.clone(), req.authority.clone(), req.path.clone());
+        let attempt = {
+            let n = state.attempts.entry(attempt_key).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let connection = state.connections.entry(conn.id).or_default();
+        connection.requests += 1;
+        let request_on_connection = connection.requests;
+        let coalesced = connection.authorities.iter().any(|a| *a != req.authority);
+        connection.authorities.insert(req.authority.clone());
+
+        let context = Context {
+            conn,
+            req,
+            attempt,
+            request_on_connection,
+            request_number,
+            coalesced,
+            age_ms: now_ms.saturating_sub(conn.opened_at_ms),
+            seed: self.seed,
+        };
+        let mut decision = Decision {
+            outcome: Outcome::Close,
+            delay_ms: 0,
+            rule: None,
+            host: None,
+            attempt,
+            request_on_connection,
+            request_number,
+            coalesced,
+            misdirected_because: None,
+        };
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !matches(&rule.when, index, &context)
+                || !within_limits(state, rule, index, conn, req)
+            {
+                continue;
+            }
+            state.fired_total[index] += 1;
+            *state
+                .fired_per_connection
+                .entry((index, conn.id))
+                .or_insert(0) += 1;
+            *state
+                .fired_per_authority
+                .entry((index, req.authority.clone()))
+                .or_insert(0) += 1;
+            decision.rule = Some(
+                rule.name
+                    .clone()
+                    .unwrap_or_else(|| format!("rules[{index}]")),
+            );
+            decision.delay_ms = rule.delay_ms;
+            decision.outcome = match &rule.action {
+                Action::Respond(respond) => Outcome::Respond(Response {
+                    status: respond.status,
+                    headers: respond.headers.clone(),
+                    body: respond.body.clone().unwrap_or_else(|| {
+                        default_body(respond.status, req, decision.rule.as_deref())
+                    }),
+                }),
+                Action::ResetStream(reset) => Outcome::Reset(reset.code),
+                Action::Goaway(goaway) => Outcome::Goaway {
+                    code: goaway.code,
+                    graceful: goaway.graceful,
+                    response: goaway.graceful.then(|| {
+                        let (response, host, _) = route(&self.hosts, conn, req);
+                        decision.host = host;
+                        response
+                    }),
+                },
+                Action::Close => Outcome::Close,
+            };
+            return decision;
+        }
+        let (response, host, misdirected) = route(&self.hosts, conn, req);
+        decision.outcome = Outcome::Respond(response);
+        decision.host = host;
+        decision.misdirected_because = misdirected;
+        decision
+    }
+}
+
+struct Context<'a> {
+    conn: &'a ConnectionFacts,
+    req: &'a RequestFacts,
+    attempt: u64,
+    request_on_connection: u64,
+    request_number: u64,
+    coalesced: bool,
+    age_ms: u64,
+    seed: u64,
+}
+
+/// Whether every condition of the matcher holds.
+fn matches(when: &Matcher, rule_index: usize, cx: &Context<'_>) -> bool {
+    let req = cx.req;
+    let conn = cx.conn;
+    let sni = conn.sni.as_deref();
+    let checks = [
+        when.authority
+            .as_deref()
+            .is_none_or(|p| name_matches(p, &req.authority)),
+        when.path
+            .as_deref()
+            .is_none_or(|p| path_matches(p, &req.path)),
+        when.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(&req.method)),
+        when.header.as_ref().is_none_or(|h| {
+            req.headers.iter().any(|(name, value)| {
+                name.eq_ignore_ascii_case(&h.name)
+                    && h.value.as_deref().is_none_or(|want| want == value)
+            })
+        }),
+        when.listener.as_deref().is_none_or(|l| l == conn.listener),
+        when.sni
+            .as_deref()
+            .is_none_or(|p| sni.is_some_and(|s| name_matches(p, s))),
+        when.sni_absent.is_none_or(|absent| absent == sni.is_none()),
+        when.authority_differs_from_sni.is_none_or(|differs| {
+            differs != sni.is_some_and(|s| s.eq_ignore_ascii_case(&req.authority))
+        }),
+        when.authority_not_covered.is_none_or(|not_covered| {
+            not_covered
+                != conn
+                    .certificate_sans
+                    .iter()
+                    .any(|san| name_matches(san, &req.authority))
+        }),
+        when.coalesced.is_none_or(|c| c == cx.coalesced),
+        when.request_on_connection
+            .is_none_or(|r| r.contains(cx.request_on_connection)),
+        when.attempt.is_none_or(|r| r.contains(cx.attempt)),
+        when.every_nth
+            .is_none_or(|n| n > 0 && cx.request_number.is_multiple_of(n)),
+        when.connection_age_ms.is_none_or(|r| r.contains(cx.age_ms)),
+        when.probability
+            .is_none_or(|p| draw(cx.seed, rule_index, cx.request_number) < p),
+    ];
+    checks.iter().all(|ok| *ok)
+}
+
+fn within_limits(
+    state: &State,
+    rule: &RuleSpec,
+    index: usize,
+    conn: &ConnectionFacts,
+    req: &RequestFacts,
+) -> bool {
+    let total = state.fired_total.get(index).copied().unwrap_or(0);
+    let per_connection = state
+        .fired_per_connection
+        .get(&(index, conn.id))
+        .copied()
+        .unwrap_or(0);
+    let per_authority = state
+        .fired_per_authority
+        .get(&(index, req.authority.clone()))
+        .copied()
+        .unwrap_or(0);
+    rule.limit.total.is_none_or(|max| total < max)
+        && rule
+            .limit
+            .per_connection
+            .is_none_or(|max| per_connection < max)
+        && rule
+            .limit
+            .per_authority
+            .is_none_or(|max| per_authority < max)
+}
+
+/// A uniform number in [0, 1) from (seed, rule, request): SplitMix64, so a scenario's
+/// random choices replay exactly.
+fn draw(seed: u64, rule_index: usize, request_number: u64) -> f64 {
+    let mut x = seed
+        ^ (rule_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ request_number.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Default routing: the host chosen by SNI answers its own names and misdirects the rest
+/// (as nginx and Apache do on an SNI/Host mismatch); without SNI the authority picks the
+/// host among those on the listener.
+fn route(
+    hosts: &[HostSpec],
+    conn: &ConnectionFacts,
+    req: &RequestFacts,
+) -> (Response, Option<String>, Option<String>) {
+    let on_listener = |host: &&HostSpec| Scenario::host_on_listener(host, &conn.listener);
+    let answers = |host: &HostSpec, name: &str| host.names.iter().any(|n| name_matches(n, name));
+    let sni_host = conn.sni.as_deref().and_then(|sni| {
+        hosts
+            .iter()
+            .filter(on_listener)
+            .find(|host| answers(host, sni))
+    });
+    let chosen = match (conn.sni.as_deref(), sni_host) {
+        (Some(sni), Some(host)) => {
+            if answers(host, &req.authority) {
+                Ok(host)
+            } else {
+                Err(format!(
+                    "this connection was opened for {sni} (SNI), whose virtual host {} does not serve {}",
+                    display_name(host),
+                    req.authority
+                ))
+            }
+        }
+        _ => hosts
+            .iter()
+            .filter(on_listener)
+            .find(|host| answers(host, &req.authority))
+            .ok_or_else(|| {
+                format!(
+                    "no virtual host serves {} on listener {}",
+                    req.authority, conn.listener
+                )
+            }),
+    };
+    match chosen {
+        Ok(host) => (host_response(host, req), Some(display_name(host)), None),
+        Err(why) => {
+            let body = format!("misdirect: 421 Misdirected Request: {why}\n");
+            (
+                Response {
+                    status: 421,
+                    headers: text_plain(),
+                    body,
+                },
+                None,
+                Some(why),
+            )
+        }
+    }
+}
+
+fn display_name(host: &HostSpec) -> String {
+    host.names.first().cloned().unwrap_or_default()
+}
+
+fn text_plain() -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        "content-type".to_owned(),
+        "text/plain; charset=utf-8".to_owned(),
+    )])
+}
+
+fn host_response(host: &HostSpec, req: &RequestFacts) -> Response {
+    match host
+        .responses
+        .iter()
+        .find(|r: &&ResponseSpec| path_matches(&r.path, &req.path))
+    {
+        Some(spec) => Response {
+            status: spec.status,
+            headers: spec.headers.clone(),
+            body: spec.body.clone().unwrap_or_default(),
+        },
+        None => Response {
+            status: 200,
+            headers: text_plain(),
+            body: format!(
+                "misdirect: {} answered {} {}\n",
+                display_name(host),
+                req.method,
+                req.path
+            ),
+        },
+    }
+}
+
+fn default_body(status: u16, req: &RequestFacts, rule: Option<&str>) -> String {
+    let rule = rule.unwrap_or("a rule");
+    if status == 421 {
+        format!(
+            "misdirect: 421 Misdirected Request for {} {} (scenario rule {rule}); retry on a new connection\n",
+            req.authority, req.path
+        )
+    } else {
+        format!("misdirect: {status} from scenario rule {rule}\n")
+    }
+}
+
+#[cfg(test)]
+mod tests;

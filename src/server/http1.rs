@@ -1,0 +1,182 @@
+//! HTTP/1.1 connections (ALPN `http/1.1`, no ALPN, or cleartext) with hyper. The engine is
+//! the same; the authority is the Host header. Signals HTTP/1.1 lacks map to the nearest
+//! thing: RST_STREAM and an immediate GOAWAY close the connection without an answer, a
+//! graceful GOAWAY answers with `Connection: close`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming as Body;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use super::connection::{ConnCtx, Done, Incoming, header_facts, normalize_authority, sha256_hex};
+use super::h2conn::response_head;
+use crate::engine::{Outcome, RequestFacts, Response};
+
+/// Why a handler ended the connection without answering.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct EndConnection(String);
+
+/// Serves an HTTP/1.1 connection until it ends; returns why it ended.
+pub(crate) async fn serve<IO>(ctx: Arc<ConnCtx>, io: IO) -> String
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = ctx.shared.limits.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let service_ctx = Arc::clone(&ctx);
+    let service = service_fn(move |request| {
+        let ctx = Arc::clone(&service_ctx);
+        let tx = tx.clone();
+        async move { handle_request(ctx, request, tx).await }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .max_buf_size((limits.max_header_list_size as usize).max(8192));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let grace = tokio::time::sleep(limits.shutdown_grace);
+    tokio::pin!(grace);
+    let mut shutting_down = false;
+    let reason = loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Ok(reason) = rx.try_recv() {
+                    break reason;
+                }
+                break match result {
+                    Ok(()) => "client closed".to_owned(),
+                    Err(err) if err.is_timeout() => {
+                        format!("idle timeout ({:?} without a request)", limits.idle_timeout)
+                    }
+                    Err(err) => format!("HTTP/1.1 error: {err}"),
+                };
+            }
+            () = ctx.shared.shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                grace.as_mut().reset(tokio::time::Instant::now() + limits.shutdown_grace);
+                conn.as_mut().graceful_shutdown();
+            }
+            () = &mut grace, if shutting_down => break "shutdown grace period over".to_owned(),
+        }
+    };
+    ctx.closed.cancel();
+    reason
+}
+
+type HandlerResult = Result<http::Response<Full<Bytes>>, EndConnection>;
+
+async fn handle_request(
+    ctx: Arc<ConnCtx>,
+    request: http::Request<Body>,
+    end: mpsc::UnboundedSender<String>,
+) -> HandlerResult {
+    let received_ms = ctx.shared.journal.now_ms();
+    let (parts, body) = request.into_parts();
+    let authority = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let limit = ctx.shared.limits.max_body_bytes;
+    let (body_bytes, body_error) = match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => (collected.to_bytes(), None),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => (
+            Bytes::new(),
+            Some(format!("request body over {limit} bytes")),
+        ),
+        Err(err) => (
+            Bytes::new(),
+            Some(format!("reading the request body failed: {err}")),
+        ),
+    };
+    let incoming = Incoming {
+        facts: RequestFacts {
+            method: parts.method.as_str().to_owned(),
+            authority: normalize_authority(&authority),
+            path,
+            headers: header_facts(&parts.headers),
+        },
+        stream: None,
+        body_bytes: body_bytes.len() as u64,
+        body_sha256: sha256_hex(&body_bytes),
+        received_ms,
+    };
+    let decision = ctx.decide(&incoming);
+    let mut done = Done::default();
+    if let Some(error) = body_error {
+        let status = if error.starts_with("request body over") {
+            413
+        } else {
+            400
+        };
+        done.status = Some(status);
+        done.action_override = Some("respond");
+        let response = Response {
+            status,
+            headers: Default::default(),
+            body: format!("misdirect: {error}\n"),
+        };
+        done.error = Some(error);
+        ctx.journal_request(incoming, &decision, done);
+        return to_hyper(&response, true);
+    }
+    if !ctx.delay(decision.delay_ms).await {
+        done.error = Some("connection closed during the rule's delay".to_owned());
+        ctx.journal_request(incoming, &decision, done);
+        return Err(EndConnection("connection closed during a delay".to_owned()));
+    }
+    let rule = decision.rule.clone().unwrap_or_else(|| "?".to_owned());
+    let result = match &decision.outcome {
+        Outcome::Respond(response) => {
+            done.status = Some(response.status);
+            to_hyper(response, false)
+        }
+        Outcome::Goaway {
+            graceful: true,
+            response: Some(response),
+            ..
+        } => {
+            done.status = Some(response.status);
+            to_hyper(response, true)
+        }
+        Outcome::Reset(_) | Outcome::Goaway { .. } | Outcome::Close => {
+            done.error = Some("HTTP/1.1 has no such signal: connection closed instead".to_owned())
+                .filter(|_| !matches!(decision.outcome, Outcome::Close));
+            let reason = format!("closed by rule {rule}");
+            let _ = end.send(reason.clone());
+            Err(EndConnection(reason))
+        }
+    };
+    ctx.journal_request(incoming, &decision, done);
+    result
+}
+
+fn to_hyper(response: &Response, close: bool) -> HandlerResult {
+    let head = response_head(response).map_err(EndConnection)?;
+    let (mut parts, ()) = head.into_parts();
+    if close {
+        parts.headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(http::Response::from_parts(
+        parts,
+        Full::new(Bytes::from(response.body.clone())),
+    ))
+}
