@@ -287,6 +287,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let mut signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(err) => {
+                eprintln!("misdirect serve: cannot listen for signals: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
         let server = match Server::start(scenario, options).await {
             Ok(server) => server,
             Err(err) => {
@@ -321,10 +328,10 @@ fn serve(args: ServeArgs) -> ExitCode {
                 "listening"
             );
         }
-        let signal = wait_for_signal().await;
+        let signal = signals.next().await;
         tracing::info!(%signal, "shutting down (a second signal exits at once)");
-        tokio::spawn(async {
-            let second = wait_for_signal().await;
+        tokio::spawn(async move {
+            let second = signals.next().await;
             eprintln!("misdirect serve: {second} again: exiting now");
             std::process::exit(130);
         });
@@ -333,28 +340,42 @@ fn serve(args: ServeArgs) -> ExitCode {
     })
 }
 
-/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere); returns its name.
-async fn wait_for_signal() -> &'static str {
+/// SIGINT and SIGTERM, listened for from before the readiness line is printed, so that a
+/// launcher that stops the server right after reading it still gets a clean shutdown.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Waits for the next signal; returns its name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }

@@ -81,6 +81,16 @@ pub enum EventKind {
     },
     /// A request was received and dealt with.
     Request(Box<RequestEvent>),
+    /// A response could not be sent after its request was journaled (the client reset the
+    /// stream or the connection died first).
+    ResponseFailed {
+        /// Connection id.
+        connection: u64,
+        /// HTTP/2 stream id.
+        stream: Option<u32>,
+        /// What failed.
+        error: String,
+    },
     /// A GOAWAY frame was sent.
     GoawaySent {
         /// Connection id.

@@ -219,22 +219,20 @@ async fn handle_request(
     };
     let decision = ctx.decide(&incoming);
     let mut done = Done::default();
+    // Each request is journaled before its answer goes out, so that a client that has seen
+    // the answer can rely on the journal having the request.
     if let Some(error) = body_error {
         let status = if error.starts_with("request body over") {
             413
         } else {
             400
         };
-        let response = plain(status, &format!("misdirect: {error}\n"));
-        match send_response(&mut respond, &response) {
-            Ok(()) => {
-                done.status = Some(status);
-                done.error = Some(error);
-            }
-            Err(e) => done.error = Some(format!("{error}; {e}")),
-        }
+        done.status = Some(status);
         done.action_override = Some("respond");
+        let response = plain(status, &format!("misdirect: {error}\n"));
+        done.error = Some(error);
         ctx.journal_request(incoming, &decision, done);
+        send_or_record(&ctx, &mut respond, &response);
         return;
     }
     if !ctx.delay(decision.delay_ms).await {
@@ -245,29 +243,25 @@ async fn handle_request(
     let rule = decision.rule.clone();
     match &decision.outcome {
         Outcome::Respond(response) => {
-            match send_response(&mut respond, response) {
-                Ok(()) => done.status = Some(response.status),
-                Err(e) => done.error = Some(e),
-            }
+            done.status = Some(response.status);
             ctx.journal_request(incoming, &decision, done);
+            send_or_record(&ctx, &mut respond, response);
         }
         Outcome::Reset(code) => {
-            respond.send_reset(Reason::from(code.value()));
             done.reset_code = Some(*code);
             ctx.journal_request(incoming, &decision, done);
+            respond.send_reset(Reason::from(code.value()));
         }
         Outcome::Goaway {
             graceful: true,
             response,
             ..
         } => {
-            if let Some(response) = response {
-                match send_response(&mut respond, response) {
-                    Ok(()) => done.status = Some(response.status),
-                    Err(e) => done.error = Some(e),
-                }
-            }
+            done.status = response.as_ref().map(|r| r.status);
             ctx.journal_request(incoming, &decision, done);
+            if let Some(response) = response {
+                send_or_record(&ctx, &mut respond, response);
+            }
             let _ = commands.send(Command::Graceful { rule });
         }
         Outcome::Goaway {
@@ -291,6 +285,18 @@ async fn handle_request(
                 _unanswered: respond,
             });
         }
+    }
+}
+
+/// Sends a response; a failure (the client reset the stream, the connection died) is
+/// journaled as its own event, since the request event is already written.
+fn send_or_record(ctx: &ConnCtx, respond: &mut SendResponse<Bytes>, response: &Response) {
+    if let Err(error) = send_response(respond, response) {
+        ctx.shared.journal.record(EventKind::ResponseFailed {
+            connection: ctx.facts.id,
+            stream: Some(u32::from(respond.stream_id())),
+            error,
+        });
     }
 }
 
