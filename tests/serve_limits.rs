@@ -1,0 +1,166 @@
+//! Protective limits: a misbehaving client costs at most its own connection.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{Harness, events_of, have_tool, requests, run};
+
+const SCENARIO: &str = r#"{
+  "certificates": [{"name": "c", "sans": ["a.test"]}],
+  "listeners": [{"name": "main"}, {"name": "clear", "tls": false}],
+  "hosts": [{"names": ["a.test"], "certificate": "c"}]
+}"#;
+
+fn closed_reasons(events: &[serde_json::Value]) -> Vec<String> {
+    events_of(events, "connection_closed")
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_silent_client_is_cut_off_after_the_handshake_timeout() {
+    let h = Harness::start_with(SCENARIO, &["--handshake-timeout-secs", "1"]);
+    let mut silent = TcpStream::connect(("127.0.0.1", h.port("main"))).expect("connects");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    // The server closes the connection: read returns 0 (or an error), well before 5 s.
+    let started = std::time::Instant::now();
+    let _ = silent.read(&mut buf);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let events = h.journal_until(|e| !events_of(e, "tls_failed").is_empty());
+    let failed = events_of(&events, "tls_failed");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no ClientHello within")),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn garbage_costs_only_its_own_connection() {
+    let h = Harness::start(SCENARIO);
+    for listener in ["main", "clear"] {
+        let mut garbage = TcpStream::connect(("127.0.0.1", h.port(listener))).expect("connects");
+        garbage
+            .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3, 4])
+            .expect("writes");
+        garbage
+            .write_all(b"\r\n\r\nGARBAGE / HTTP/9\r\n\r\n")
+            .expect("writes");
+        let _ = garbage.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        garbage
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let _ = garbage.read_to_end(&mut sink);
+    }
+    // The harness still serves a well-behaved client.
+    let mut ok = TcpStream::connect(("127.0.0.1", h.port("clear"))).expect("connects");
+    ok.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .expect("writes");
+    let mut response = String::new();
+    ok.read_to_string(&mut response).expect("reads");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    let events = h.journal_until(|e| events_of(e, "connection_closed").len() >= 3);
+    assert_eq!(events_of(&events, "tls_failed").len(), 1, "{events:#?}");
+    assert_eq!(requests(&events).len(), 1);
+    let reasons = closed_reasons(&events);
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("tls handshake failed")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("HTTP/1.1 error")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn a_body_over_the_cap_gets_413_and_is_journaled() {
+    if !have_tool("body_cap", "curl", "the Debian package `curl`") {
+        return;
+    }
+    let h = Harness::start_with(SCENARIO, &["--max-body-bytes", "1000"]);
+    let port = h.port("main");
+    let resolve = format!("a.test:{port}:127.0.0.1");
+    let url = format!("https://a.test:{port}/upload");
+    let ca = h.ca();
+    let body = "x".repeat(5000);
+    for version in ["--http2", "--http1.1"] {
+        let (code, out, err) = run(
+            "curl",
+            &[
+                "-sS",
+                version,
+                "--cacert",
+                ca.to_str().expect("utf-8"),
+                "--resolve",
+                &resolve,
+                "--data-binary",
+                &body,
+                "-w",
+                "\n%{http_code}",
+                &url,
+            ],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.ends_with("\n413"), "{version}: {out}");
+    }
+    let events = h.journal_until(|e| requests(e).len() >= 2);
+    for req in requests(&events) {
+        assert_eq!(req["status"], 413);
+        assert_eq!(req["error"], "request body over 1000 bytes");
+    }
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let h = Harness::start_with(SCENARIO, &["--idle-timeout-secs", "1"]);
+    let mut idle = TcpStream::connect(("127.0.0.1", h.port("clear"))).expect("connects");
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .expect("writes");
+    idle.set_read_timeout(Some(Duration::from_secs(6)))
+        .expect("timeout");
+    let mut response = Vec::new();
+    let started = std::time::Instant::now();
+    let _ = idle.read_to_end(&mut response);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not closed by the idle timeout"
+    );
+    assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200 OK"));
+    let events = h.journal_until(|e| !events_of(e, "connection_closed").is_empty());
+    let reasons = closed_reasons(&events);
+    assert!(reasons[0].starts_with("idle timeout"), "{reasons:?}");
+}
+
+#[test]
+fn http2_clients_are_told_the_stream_and_header_limits() {
+    if !have_tool(
+        "h2_settings",
+        "nghttp",
+        "the Debian package `nghttp2-client`",
+    ) {
+        return;
+    }
+    let h = Harness::start_with(SCENARIO, &["--max-concurrent-streams", "7"]);
+    let url = format!("http://127.0.0.1:{}/", h.port("clear"));
+    let (_, out, _) = run("nghttp", &["-nv", "-H", ":authority: a.test", &url]);
+    assert!(
+        out.contains("[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):65536]"),
+        "{out}"
+    );
+}
