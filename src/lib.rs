@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod engine;
+pub mod expect;
 pub mod journal;
 pub mod pki;
 pub mod scenario;

@@ -1,0 +1,566 @@
+//! Expectations → verdict, from the journal alone. The same function serves `misdirect run`,
+//! the control API and the library, so they cannot disagree.
+//!
+//! Each expectation passes, fails, or was **not exercised** (nothing in the journal could
+//! show it either way — no 421 was ever sent, so "every 421 was retried" would hold
+//! vacuously). Not exercised fails the verdict unless the caller allows it: a test command
+//! that never reached the misdirection must not pass.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::{Event, EventKind, RequestEvent};
+use crate::scenario::{CountRange, Expectation, name_matches};
+
+/// Paths under this prefix are the harness's own (the browser client page); expectations
+/// ignore them.
+pub const HARNESS_PATH_PREFIX: &str = "/_misdirect/";
+
+/// Requests already in flight when a 421 went out are not held against the client: those
+/// received within this many milliseconds of it are not counted by `stopped_coalescing`.
+pub const IN_FLIGHT_GRACE_MS: f64 = 50.0;
+
+/// How one expectation came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The journal shows it held.
+    Pass,
+    /// The journal shows it did not.
+    Fail,
+    /// Nothing in the journal could show it either way.
+    NotExercised,
+}
+
+/// One expectation's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// Position in the scenario's `expect` list.
+    pub index: usize,
+    /// Short name, e.g. `retried_on_new_connection (b.test)`.
+    pub expectation: String,
+    /// Pass, fail or not exercised.
+    pub status: Status,
+    /// One line for a human, e.g. `GET https://b.test/x got 421 on connection 3 (SNI a.test)
+    /// and was never retried`.
+    pub explanation: String,
+    /// Sequence numbers of the journal events that show it.
+    pub evidence: Vec<u64>,
+}
+
+/// Every expectation's result and the overall answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether every expectation passed (not exercised counts as failed unless allowed).
+    pub passed: bool,
+    /// Per expectation, in scenario order.
+    pub checks: Vec<Check>,
+}
+
+impl Verdict {
+    /// Counts of (passed, failed, not exercised).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let count = |s| self.checks.iter().filter(|c| c.status == s).count();
+        (
+            count(Status::Pass),
+            count(Status::Fail),
+            count(Status::NotExercised),
+        )
+    }
+
+    /// A readable table, one line per expectation, then the overall line.
+    pub fn table(&self) -> String {
+        let width = self
+            .checks
+            .iter()
+            .map(|c| c.expectation.len())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for check in &self.checks {
+            let status = match check.status {
+                Status::Pass => "PASS",
+                Status::Fail => "FAIL",
+                Status::NotExercised => "NOT EXERCISED",
+            };
+            let evidence = if check.evidence.is_empty() {
+                String::new()
+            } else {
+                let seqs: Vec<String> = check.evidence.iter().map(u64::to_string).collect();
+                format!("  [seq {}]", seqs.join(", "))
+            };
+            out.push_str(&format!(
+                "{status:<13}  {:<width$}  {}{evidence}\n",
+                check.expectation, check.explanation
+            ));
+        }
+        let (passed, failed, unexercised) = self.counts();
+        out.push_str(&format!(
+            "verdict: {} ({passed} passed, {failed} failed, {unexercised} not exercised)\n",
+            if self.passed { "PASS" } else { "FAIL" }
+        ));
+        out
+    }
+}
+
+/// Evaluates expectations against journal events. `allow_not_exercised` lets an
+/// expectation that nothing exercised pass the verdict.
+pub fn evaluate(expectations: &[Expectation], events: &[Event], allow_not_exercised: bool) -> Verdict {
+    let run = Run::new(events);
+    let checks: Vec<Check> = expectations
+        .iter()
+        .enumerate()
+        .map(|(index, expectation)| {
+            let (status, explanation, evidence) = run.check(expectation);
+            Check {
+                index,
+                expectation: label(expectation),
+                status,
+                explanation,
+                evidence,
+            }
+        })
+        .collect();
+    let passed = checks.iter().all(|c| match c.status {
+        Status::Pass => true,
+        Status::Fail => false,
+        Status::NotExercised => allow_not_exercised,
+    });
+    Verdict { passed, checks }
+}
+
+fn label(expectation: &Expectation) -> String {
+    let with = |name: &str, authority: Option<&str>| match authority {
+        Some(a) => format!("{name} ({a})"),
+        None => name.to_owned(),
+    };
+    let range = |r: &CountRange| match *r {
+        CountRange::Exactly(n) => format!("= {n}"),
+        CountRange::Between { min, max } => match (min, max) {
+            (Some(min), Some(max)) => format!("{min}..={max}"),
+            (Some(min), None) => format!(">= {min}"),
+            (None, Some(max)) => format!("<= {max}"),
+            (None, None) => "any".to_owned(),
+        },
+    };
+    match expectation {
+        Expectation::RetriedOnNewConnection(e) => with("retried_on_new_connection", e.authority.as_deref()),
+        Expectation::NoRetryOnSameConnection(e) => with("no_retry_on_same_connection", e.authority.as_deref()),
+        Expectation::StoppedCoalescing(e) => with("stopped_coalescing", e.authority.as_deref()),
+        Expectation::Coalesced(e) => format!("coalesced ({})", e.authority),
+        Expectation::NotCoalesced(e) => format!("not_coalesced ({})", e.authority),
+        Expectation::MaxAttempts(e) => with(&format!("max_attempts {}", e.max), e.authority.as_deref()),
+        Expectation::RetrySameBody(e) => with("retry_same_body", e.authority.as_deref()),
+        Expectation::Connections(r) => format!("connections {}", range(r)),
+        Expectation::Requests(r) => format!("requests {}", range(r)),
+    }
+}
+
+/// A request with the facts of its connection and its journal sequence number.
+struct Req<'a> {
+    seq: u64,
+    event: &'a RequestEvent,
+}
+
+impl Req<'_> {
+    /// What identifies "the same request" across attempts.
+    fn key(&self) -> (&str, &str, &str) {
+        (&self.event.method, &self.event.authority, &self.event.path)
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "{} {}://{}{}",
+            self.event.method, self.event.scheme, self.event.authority, self.event.path
+        )
+    }
+
+    fn on(&self) -> String {
+        match &self.event.sni {
+            Some(sni) => format!("connection {} (SNI {sni})", self.event.connection),
+            None => format!("connection {} (no SNI)", self.event.connection),
+        }
+    }
+
+    fn misdirected(&self) -> bool {
+        self.event.status == Some(421)
+    }
+
+    /// On a connection opened for another name than the one requested.
+    fn coalesced_onto_other_sni(&self) -> bool {
+        self.event
+            .sni
+            .as_deref()
+            .is_some_and(|sni| !sni.eq_ignore_ascii_case(&self.event.authority))
+    }
+
+    fn for_authority(&self, authority: Option<&str>) -> bool {
+        authority.is_none_or(|a| name_matches(a, &self.event.authority))
+    }
+
+    fn answered_ms(&self) -> f64 {
+        self.event.received_ms + self.event.duration_ms
+    }
+}
+
+struct Run<'a> {
+    requests: Vec<Req<'a>>,
+    connections: Vec<u64>,
+}
+
+type Outcome = (Status, String, Vec<u64>);
+
+impl<'a> Run<'a> {
+    fn new(events: &'a [Event]) -> Run<'a> {
+        let requests = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Request(r) if !r.path.starts_with(HARNESS_PATH_PREFIX) => Some(Req {
+                    seq: e.seq,
+                    event: r,
+                }),
+                _ => None,
+            })
+            .collect();
+        let connections = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::ConnectionOpened { .. } => Some(e.seq),
+                _ => None,
+            })
+            .collect();
+        Run {
+            requests,
+            connections,
+        }
+    }
+
+    fn check(&self, expectation: &Expectation) -> Outcome {
+        match expectation {
+            Expectation::RetriedOnNewConnection(e) => {
+                self.retried_on_new_connection(e.authority.as_deref(), e.within_ms as f64)
+            }
+            Expectation::NoRetryOnSameConnection(e) => {
+                self.no_retry_on_same_connection(e.authority.as_deref())
+            }
+            Expectation::StoppedCoalescing(e) => self.stopped_coalescing(e.authority.as_deref()),
+            Expectation::Coalesced(e) => self.coalesced(&e.authority, true),
+            Expectation::NotCoalesced(e) => self.coalesced(&e.authority, false),
+            Expectation::MaxAttempts(e) => self.max_attempts(e.max, e.authority.as_deref()),
+            Expectation::RetrySameBody(e) => self.retry_same_body(e.authority.as_deref()),
+            Expectation::Connections(range) => {
+                count_check("connection", self.connections.clone(), range)
+            }
+            Expectation::Requests(range) => count_check(
+                "request",
+                self.requests.iter().map(|r| r.seq).collect(),
+                range,
+            ),
+        }
+    }
+
+    /// The first 421 of each request (method, authority, path), in journal order: later 421s
+    /// of the same request are retries that were themselves misdirected.
+    fn first_421s(&self, authority: Option<&str>) -> Vec<&Req<'a>> {
+        let mut seen = BTreeMap::new();
+        self.requests
+            .iter()
+            .filter(|r| r.misdirected() && r.for_authority(authority))
+            .filter(|r| seen.insert(r.key(), ()).is_none())
+            .collect()
+    }
+
+    /// Attempts of the same request after `original`.
+    fn later_attempts<'s>(&'s self, original: &'s Req<'a>) -> impl Iterator<Item = &'s Req<'a>> {
+        self.requests
+            .iter()
+            .filter(move |r| r.seq > original.seq && r.key() == original.key())
+    }
+
+    fn retried_on_new_connection(&self, authority: Option<&str>, within_ms: f64) -> Outcome {
+        let originals = self.first_421s(authority);
+        if originals.is_empty() {
+            return not_exercised("no request got 421", authority);
+        }
+        let mut evidence = Vec::new();
+        for original in &originals {
+            let same_body = |r: &&Req<'_>| r.event.body_sha256 == original.event.body_sha256;
+            let elsewhere = self
+                .later_attempts(original)
+                .filter(same_body)
+                .find(|r| r.event.connection != original.event.connection);
+            match elsewhere {
+                Some(retry) if retry.event.received_ms - original.answered_ms() <= within_ms => {
+                    evidence.extend([original.seq, retry.seq]);
+                }
+                Some(retry) => {
+                    return (
+                        Status::Fail,
+                        format!(
+                            "{} got 421 on {} and was retried on {} only after {:.0} ms (within_ms {within_ms:.0})",
+                            original.url(),
+                            original.on(),
+                            retry.on(),
+                            retry.event.received_ms - original.answered_ms()
+                        ),
+                        vec![original.seq, retry.seq],
+                    );
+                }
+                None => {
+                    let same = self
+                        .later_attempts(original)
+                        .find(|r| r.event.connection == original.event.connection);
+                    let explanation = match same {
+                        Some(r) => format!(
+                            "{} got 421 on {} and was retried only on the same connection (seq {})",
+                            original.url(),
+                            original.on(),
+                            r.seq
+                        ),
+                        None => format!(
+                            "{} got 421 on {} and was never retried on another connection",
+                            original.url(),
+                            original.on()
+                        ),
+                    };
+                    return (Status::Fail, explanation, vec![original.seq]);
+                }
+            }
+        }
+        let first = originals[0];
+        (
+            Status::Pass,
+            format!(
+                "{} misdirected request(s) retried on a new connection, e.g. {} (421 on {})",
+                originals.len(),
+                first.url(),
+                first.on()
+            ),
+            evidence,
+        )
+    }
+
+    fn no_retry_on_same_connection(&self, authority: Option<&str>) -> Outcome {
+        let misdirected: Vec<&Req<'a>> = self
+            .requests
+            .iter()
+            .filter(|r| r.misdirected() && r.for_authority(authority))
+            .collect();
+        if misdirected.is_empty() {
+            return not_exercised("no request got 421", authority);
+        }
+        for original in &misdirected {
+            if let Some(again) = self
+                .later_attempts(original)
+                .find(|r| r.event.connection == original.event.connection)
+            {
+                return (
+                    Status::Fail,
+                    format!(
+                        "{} got 421 on {} and was retried on the same connection (seq {})",
+                        original.url(),
+                        original.on(),
+                        again.seq
+                    ),
+                    vec![original.seq, again.seq],
+                );
+            }
+        }
+        (
+            Status::Pass,
+            format!(
+                "none of {} response(s) with 421 was retried on its own connection",
+                misdirected.len()
+            ),
+            misdirected.iter().map(|r| r.seq).collect(),
+        )
+    }
+
+    fn stopped_coalescing(&self, authority: Option<&str>) -> Outcome {
+        let coalesced_421s: Vec<&Req<'a>> = self
+            .requests
+            .iter()
+            .filter(|r| r.misdirected() && r.coalesced_onto_other_sni() && r.for_authority(authority))
+            .collect();
+        let Some(first) = coalesced_421s.first() else {
+            return not_exercised(
+                "no request got 421 on a connection opened for another name",
+                authority,
+            );
+        };
+        for misdirected in &coalesced_421s {
+            let after = misdirected.answered_ms() + IN_FLIGHT_GRACE_MS;
+            if let Some(again) = self.requests.iter().find(|r| {
+                r.seq > misdirected.seq
+                    && r.event.received_ms > after
+                    && r.event.authority == misdirected.event.authority
+                    && r.coalesced_onto_other_sni()
+            }) {
+                return (
+                    Status::Fail,
+                    format!(
+                        "{} got 421 on {}, yet {} was later sent on {} again",
+                        misdirected.url(),
+                        misdirected.on(),
+                        again.event.authority,
+                        again.on()
+                    ),
+                    vec![misdirected.seq, again.seq],
+                );
+            }
+        }
+        (
+            Status::Pass,
+            format!(
+                "after the 421 on {}, no request for {} came on a connection opened for another name",
+                first.on(),
+                first.event.authority
+            ),
+            coalesced_421s.iter().map(|r| r.seq).collect(),
+        )
+    }
+
+    fn coalesced(&self, authority: &str, expected: bool) -> Outcome {
+        let asked: Vec<&Req<'a>> = self
+            .requests
+            .iter()
+            .filter(|r| r.for_authority(Some(authority)))
+            .collect();
+        if asked.is_empty() {
+            return not_exercised(&format!("{authority} was never requested"), None);
+        }
+        let coalesced = asked.iter().find(|r| r.coalesced_onto_other_sni());
+        match (coalesced, expected) {
+            (Some(r), true) => (
+                Status::Pass,
+                format!("{} came on {}", r.url(), r.on()),
+                vec![r.seq],
+            ),
+            (Some(r), false) => (
+                Status::Fail,
+                format!(
+                    "{} was coalesced: it came on {}",
+                    r.url(),
+                    r.on()
+                ),
+                vec![r.seq],
+            ),
+            (None, true) => (
+                Status::Fail,
+                format!(
+                    "{authority} was requested {} time(s), never on a connection opened for another name",
+                    asked.len()
+                ),
+                asked.iter().map(|r| r.seq).collect(),
+            ),
+            (None, false) => (
+                Status::Pass,
+                format!(
+                    "{authority} was requested {} time(s), always on its own connection",
+                    asked.len()
+                ),
+                asked.iter().map(|r| r.seq).collect(),
+            ),
+        }
+    }
+
+    fn max_attempts(&self, max: u64, authority: Option<&str>) -> Outcome {
+        let mut attempts: BTreeMap<(&str, &str, &str), Vec<&Req<'a>>> = BTreeMap::new();
+        for r in self.requests.iter().filter(|r| r.for_authority(authority)) {
+            attempts.entry(r.key()).or_default().push(r);
+        }
+        let Some((_, most)) = attempts.iter().max_by_key(|(_, tries)| tries.len()) else {
+            return not_exercised("no request was made", authority);
+        };
+        let count = most.len() as u64;
+        let seqs: Vec<u64> = most.iter().map(|r| r.seq).collect();
+        if count > max {
+            (
+                Status::Fail,
+                format!(
+                    "{} was attempted {count} times (max {max})",
+                    most[0].url()
+                ),
+                seqs,
+            )
+        } else {
+            (
+                Status::Pass,
+                format!(
+                    "at most {count} attempt(s) of any request (max {max}), e.g. {}",
+                    most[0].url()
+                ),
+                seqs,
+            )
+        }
+    }
+
+    fn retry_same_body(&self, authority: Option<&str>) -> Outcome {
+        let originals = self.first_421s(authority);
+        let mut compared = Vec::new();
+        for original in &originals {
+            for retry in self.later_attempts(original) {
+                if retry.event.body_sha256 != original.event.body_sha256 {
+                    return (
+                        Status::Fail,
+                        format!(
+                            "{}: the retry on {} carried {} bytes (sha256 {}…), the original {} bytes (sha256 {}…)",
+                            original.url(),
+                            retry.on(),
+                            retry.event.body_bytes,
+                            &retry.event.body_sha256.get(..12).unwrap_or_default(),
+                            original.event.body_bytes,
+                            &original.event.body_sha256.get(..12).unwrap_or_default(),
+                        ),
+                        vec![original.seq, retry.seq],
+                    );
+                }
+                compared.extend([original.seq, retry.seq]);
+            }
+        }
+        if compared.is_empty() {
+            return not_exercised("no request that got 421 was retried", authority);
+        }
+        (
+            Status::Pass,
+            "every retry after a 421 carried the same body as the original".to_owned(),
+            compared,
+        )
+    }
+}
+
+fn not_exercised(what: &str, authority: Option<&str>) -> Outcome {
+    let scope = authority.map_or(String::new(), |a| format!(" for {a}"));
+    (
+        Status::NotExercised,
+        format!("{what}{scope}: nothing to judge"),
+        Vec::new(),
+    )
+}
+
+fn count_check(what: &str, seqs: Vec<u64>, range: &CountRange) -> Outcome {
+    let count = seqs.len() as u64;
+    let status = if range.contains(count) {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
+    let wanted = match *range {
+        CountRange::Exactly(n) => format!("exactly {n}"),
+        CountRange::Between { min, max } => match (min, max) {
+            (Some(min), Some(max)) => format!("{min} to {max}"),
+            (Some(min), None) => format!("at least {min}"),
+            (None, Some(max)) => format!("at most {max}"),
+            (None, None) => "any number".to_owned(),
+        },
+    };
+    (
+        status,
+        format!("{count} {what}(s), expected {wanted}"),
+        seqs,
+    )
+}
+
+#[cfg(test)]
+mod tests;
