@@ -17,10 +17,6 @@ use crate::scenario::{CountRange, Expectation, name_matches};
 /// ignore them.
 pub const HARNESS_PATH_PREFIX: &str = "/_misdirect/";
 
-/// Requests already in flight when a 421 went out are not held against the client: those
-/// received within this many milliseconds of it are not counted by `stopped_coalescing`.
-pub const IN_FLIGHT_GRACE_MS: f64 = 50.0;
-
 /// How one expectation came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,7 +102,11 @@ impl Verdict {
 
 /// Evaluates expectations against journal events. `allow_not_exercised` lets an
 /// expectation that nothing exercised pass the verdict.
-pub fn evaluate(expectations: &[Expectation], events: &[Event], allow_not_exercised: bool) -> Verdict {
+pub fn evaluate(
+    expectations: &[Expectation],
+    events: &[Event],
+    allow_not_exercised: bool,
+) -> Verdict {
     let run = Run::new(events);
     let checks: Vec<Check> = expectations
         .iter()
@@ -145,12 +145,18 @@ fn label(expectation: &Expectation) -> String {
         },
     };
     match expectation {
-        Expectation::RetriedOnNewConnection(e) => with("retried_on_new_connection", e.authority.as_deref()),
-        Expectation::NoRetryOnSameConnection(e) => with("no_retry_on_same_connection", e.authority.as_deref()),
+        Expectation::RetriedOnNewConnection(e) => {
+            with("retried_on_new_connection", e.authority.as_deref())
+        }
+        Expectation::NoRetryOnSameConnection(e) => {
+            with("no_retry_on_same_connection", e.authority.as_deref())
+        }
         Expectation::StoppedCoalescing(e) => with("stopped_coalescing", e.authority.as_deref()),
         Expectation::Coalesced(e) => format!("coalesced ({})", e.authority),
         Expectation::NotCoalesced(e) => format!("not_coalesced ({})", e.authority),
-        Expectation::MaxAttempts(e) => with(&format!("max_attempts {}", e.max), e.authority.as_deref()),
+        Expectation::MaxAttempts(e) => {
+            with(&format!("max_attempts {}", e.max), e.authority.as_deref())
+        }
         Expectation::RetrySameBody(e) => with("retry_same_body", e.authority.as_deref()),
         Expectation::Connections(r) => format!("connections {}", range(r)),
         Expectation::Requests(r) => format!("requests {}", range(r)),
@@ -244,7 +250,9 @@ impl<'a> Run<'a> {
             Expectation::NoRetryOnSameConnection(e) => {
                 self.no_retry_on_same_connection(e.authority.as_deref())
             }
-            Expectation::StoppedCoalescing(e) => self.stopped_coalescing(e.authority.as_deref()),
+            Expectation::StoppedCoalescing(e) => {
+                self.stopped_coalescing(e.authority.as_deref(), e.grace_ms as f64)
+            }
             Expectation::Coalesced(e) => self.coalesced(&e.authority, true),
             Expectation::NotCoalesced(e) => self.coalesced(&e.authority, false),
             Expectation::MaxAttempts(e) => self.max_attempts(e.max, e.authority.as_deref()),
@@ -377,11 +385,13 @@ impl<'a> Run<'a> {
         )
     }
 
-    fn stopped_coalescing(&self, authority: Option<&str>) -> Outcome {
+    fn stopped_coalescing(&self, authority: Option<&str>, grace_ms: f64) -> Outcome {
         let coalesced_421s: Vec<&Req<'a>> = self
             .requests
             .iter()
-            .filter(|r| r.misdirected() && r.coalesced_onto_other_sni() && r.for_authority(authority))
+            .filter(|r| {
+                r.misdirected() && r.coalesced_onto_other_sni() && r.for_authority(authority)
+            })
             .collect();
         let Some(first) = coalesced_421s.first() else {
             return not_exercised(
@@ -390,7 +400,7 @@ impl<'a> Run<'a> {
             );
         };
         for misdirected in &coalesced_421s {
-            let after = misdirected.answered_ms() + IN_FLIGHT_GRACE_MS;
+            let after = misdirected.answered_ms() + grace_ms;
             if let Some(again) = self.requests.iter().find(|r| {
                 r.seq > misdirected.seq
                     && r.event.received_ms > after
@@ -439,11 +449,7 @@ impl<'a> Run<'a> {
             ),
             (Some(r), false) => (
                 Status::Fail,
-                format!(
-                    "{} was coalesced: it came on {}",
-                    r.url(),
-                    r.on()
-                ),
+                format!("{} was coalesced: it came on {}", r.url(), r.on()),
                 vec![r.seq],
             ),
             (None, true) => (
@@ -478,10 +484,7 @@ impl<'a> Run<'a> {
         if count > max {
             (
                 Status::Fail,
-                format!(
-                    "{} was attempted {count} times (max {max})",
-                    most[0].url()
-                ),
+                format!("{} was attempted {count} times (max {max})", most[0].url()),
                 seqs,
             )
         } else {

@@ -113,6 +113,15 @@ pub enum EventKind {
         /// Requests it carried.
         requests: u64,
     },
+    /// The in-memory journal and all counters were cleared (control API `POST /reset`).
+    Reset,
+    /// Another scenario was put in force (control API `PUT /scenario`).
+    ScenarioLoaded {
+        /// Its name.
+        scenario: Option<String>,
+        /// Whether certificates were generated again.
+        certificates_regenerated: bool,
+    },
     /// The server is stopping.
     Shutdown {
         /// Why.
@@ -244,6 +253,22 @@ impl Journal {
         }
         inner.events.push_back(event);
         seq
+    }
+
+    /// Forgets the events in memory (the file keeps them) and records a `reset` event, whose
+    /// sequence number it returns; numbering continues, so `since` stays meaningful.
+    pub fn clear(&self) -> u64 {
+        {
+            let mut inner = self.lock();
+            inner.events.clear();
+            inner.evicted = 0;
+        }
+        self.record(EventKind::Reset)
+    }
+
+    /// The sequence number of the newest event (0 before any).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().next_seq - 1
     }
 
     /// Every event still in memory, oldest first.

@@ -14,10 +14,14 @@
 //! - [`cli`]: the `misdirect` command line (clap); wiring only.
 
 pub mod cli;
+pub mod client;
+mod control;
 pub mod engine;
 pub mod expect;
 pub mod journal;
 pub mod pki;
+pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod server;
 pub mod tls;

@@ -7,7 +7,8 @@ use misdirect::scenario::{
     self, Action, Alpn, AuthorityFilter, AuthorityName, CaSpec, CertificateSpec, ClientPlan,
     ClientStep, CountRange, ErrorCode, Expectation, GoawayAction, HeaderMatch, HostSpec, Issuer,
     KeyType, Limit, ListenerSpec, Matcher, MaxAttempts, PlannedRequest, ResetAction, RespondAction,
-    ResponseSpec, RetryExpectation, RuleSpec, Scenario, SniFallback, TimeSpec, Validity,
+    ResponseSpec, RetryExpectation, RuleSpec, Scenario, SniFallback, StoppedCoalescing, TimeSpec,
+    Validity,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -325,8 +326,12 @@ fn expectation() -> impl Strategy<Value = Expectation> {
         authority().prop_map(
             |authority| Expectation::NoRetryOnSameConnection(AuthorityFilter { authority })
         ),
-        authority()
-            .prop_map(|authority| Expectation::StoppedCoalescing(AuthorityFilter { authority })),
+        (authority(), 0u64..100).prop_map(|(authority, grace_ms)| {
+            Expectation::StoppedCoalescing(StoppedCoalescing {
+                authority,
+                grace_ms,
+            })
+        }),
         Just(Expectation::Coalesced(AuthorityName {
             authority: "h1.test".to_owned()
         })),

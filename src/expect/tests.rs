@@ -2,7 +2,9 @@
 //! client behaviour it stages.
 
 use super::*;
-use crate::scenario::{AuthorityFilter, AuthorityName, MaxAttempts, RetryExpectation};
+use crate::scenario::{
+    AuthorityFilter, AuthorityName, MaxAttempts, RetryExpectation, StoppedCoalescing,
+};
 
 #[derive(Default)]
 struct Journal {
@@ -39,7 +41,14 @@ impl Journal {
         self
     }
 
-    fn request(self, connection: u64, method: &str, authority: &str, path: &str, status: u16) -> Self {
+    fn request(
+        self,
+        connection: u64,
+        method: &str,
+        authority: &str,
+        path: &str,
+        status: u16,
+    ) -> Self {
         self.request_with_body(connection, method, authority, path, status, EMPTY_SHA)
     }
 
@@ -83,7 +92,9 @@ impl Journal {
     }
 
     fn verdict(&self, expectation: Expectation) -> Check {
-        evaluate(&[expectation], &self.events, false).checks.remove(0)
+        evaluate(&[expectation], &self.events, false)
+            .checks
+            .remove(0)
     }
 }
 
@@ -91,6 +102,13 @@ fn retried(authority: Option<&str>) -> Expectation {
     Expectation::RetriedOnNewConnection(RetryExpectation {
         authority: authority.map(str::to_owned),
         within_ms: 5000,
+    })
+}
+
+fn stopped(authority: Option<&str>) -> Expectation {
+    Expectation::StoppedCoalescing(StoppedCoalescing {
+        authority: authority.map(str::to_owned),
+        grace_ms: 1,
     })
 }
 
@@ -119,15 +137,28 @@ fn a_correct_client_passes_every_retry_expectation() {
     for expectation in [
         retried(Some("b.test")),
         Expectation::NoRetryOnSameConnection(filter(None)),
-        Expectation::StoppedCoalescing(filter(Some("b.test"))),
-        Expectation::Coalesced(AuthorityName { authority: "b.test".into() }),
-        Expectation::MaxAttempts(MaxAttempts { max: 2, authority: None }),
+        stopped(Some("b.test")),
+        Expectation::Coalesced(AuthorityName {
+            authority: "b.test".into(),
+        }),
+        Expectation::MaxAttempts(MaxAttempts {
+            max: 2,
+            authority: None,
+        }),
         Expectation::RetrySameBody(filter(None)),
         Expectation::Connections(CountRange::Exactly(2)),
-        Expectation::Requests(CountRange::Between { min: Some(3), max: None }),
+        Expectation::Requests(CountRange::Between {
+            min: Some(3),
+            max: None,
+        }),
     ] {
         let check = j.verdict(expectation.clone());
-        assert_eq!(check.status, Status::Pass, "{expectation:?}: {}", check.explanation);
+        assert_eq!(
+            check.status,
+            Status::Pass,
+            "{expectation:?}: {}",
+            check.explanation
+        );
     }
 }
 
@@ -153,7 +184,13 @@ fn a_retry_on_the_same_connection_fails_both_retry_expectations() {
         .request(1, "GET", "b.test", "/x", 421);
     let check = j.verdict(retried(None));
     assert_eq!(check.status, Status::Fail);
-    assert!(check.explanation.contains("retried only on the same connection (seq 3)"), "{}", check.explanation);
+    assert!(
+        check
+            .explanation
+            .contains("retried only on the same connection (seq 3)"),
+        "{}",
+        check.explanation
+    );
     let check = j.verdict(Expectation::NoRetryOnSameConnection(filter(None)));
     assert_eq!(check.status, Status::Fail);
     assert_eq!(check.evidence, [2, 3]);
@@ -169,7 +206,11 @@ fn a_retry_too_late_fails_the_time_bound() {
         .request(2, "GET", "b.test", "/", 200);
     let check = j.verdict(retried(None));
     assert_eq!(check.status, Status::Fail);
-    assert!(check.explanation.contains("only after 600"), "{}", check.explanation);
+    assert!(
+        check.explanation.contains("only after 600"),
+        "{}",
+        check.explanation
+    );
 }
 
 #[test]
@@ -182,7 +223,13 @@ fn a_retry_with_another_body_is_not_the_same_request_and_fails_same_body() {
     assert_eq!(j.verdict(retried(None)).status, Status::Fail);
     let check = j.verdict(Expectation::RetrySameBody(filter(None)));
     assert_eq!(check.status, Status::Fail);
-    assert!(check.explanation.starts_with("POST https://api.test/orders: the retry on connection 2"), "{}", check.explanation);
+    assert!(
+        check
+            .explanation
+            .starts_with("POST https://api.test/orders: the retry on connection 2"),
+        "{}",
+        check.explanation
+    );
 }
 
 #[test]
@@ -190,7 +237,7 @@ fn coalescing_again_after_a_421_fails_stopped_coalescing() {
     let j = correct_client()
         .after(100.0)
         .request(1, "GET", "b.test", "/z", 421);
-    let check = j.verdict(Expectation::StoppedCoalescing(filter(Some("b.test"))));
+    let check = j.verdict(stopped(Some("b.test")));
     assert_eq!(check.status, Status::Fail);
     assert_eq!(
         check.explanation,
@@ -204,7 +251,7 @@ fn requests_already_in_flight_when_the_421_went_out_are_not_held_against_the_cli
         .connection(1, Some("a.test"))
         .request(1, "GET", "b.test", "/style.css", 421)
         .request(1, "GET", "b.test", "/script.js", 421);
-    let check = j.verdict(Expectation::StoppedCoalescing(filter(None)));
+    let check = j.verdict(stopped(None));
     assert_eq!(check.status, Status::Pass, "{}", check.explanation);
 }
 
@@ -215,24 +262,48 @@ fn coalesced_and_not_coalesced_are_opposites_and_need_the_authority_requested() 
         .request(1, "GET", "a.test", "/", 200)
         .connection(2, Some("b.test"))
         .request(2, "GET", "b.test", "/", 200);
-    let b = || AuthorityName { authority: "b.test".into() };
-    assert_eq!(separate.verdict(Expectation::NotCoalesced(b())).status, Status::Pass);
-    assert_eq!(separate.verdict(Expectation::Coalesced(b())).status, Status::Fail);
+    let b = || AuthorityName {
+        authority: "b.test".into(),
+    };
+    assert_eq!(
+        separate.verdict(Expectation::NotCoalesced(b())).status,
+        Status::Pass
+    );
+    assert_eq!(
+        separate.verdict(Expectation::Coalesced(b())).status,
+        Status::Fail
+    );
     let coalescing = correct_client();
-    assert_eq!(coalescing.verdict(Expectation::NotCoalesced(b())).status, Status::Fail);
-    let never = Journal::default().connection(1, Some("a.test")).request(1, "GET", "a.test", "/", 200);
-    assert_eq!(never.verdict(Expectation::NotCoalesced(b())).status, Status::NotExercised);
+    assert_eq!(
+        coalescing.verdict(Expectation::NotCoalesced(b())).status,
+        Status::Fail
+    );
+    let never = Journal::default()
+        .connection(1, Some("a.test"))
+        .request(1, "GET", "a.test", "/", 200);
+    assert_eq!(
+        never.verdict(Expectation::NotCoalesced(b())).status,
+        Status::NotExercised
+    );
 }
 
 #[test]
 fn an_endless_retry_loop_fails_max_attempts() {
     let mut j = Journal::default();
     for id in 1..=7 {
-        j = j.connection(id, Some("edge.test")).request(id, "GET", "edge.test", "/", 421);
+        j = j
+            .connection(id, Some("edge.test"))
+            .request(id, "GET", "edge.test", "/", 421);
     }
-    let check = j.verdict(Expectation::MaxAttempts(MaxAttempts { max: 3, authority: None }));
+    let check = j.verdict(Expectation::MaxAttempts(MaxAttempts {
+        max: 3,
+        authority: None,
+    }));
     assert_eq!(check.status, Status::Fail);
-    assert_eq!(check.explanation, "GET https://edge.test/ was attempted 7 times (max 3)");
+    assert_eq!(
+        check.explanation,
+        "GET https://edge.test/ was attempted 7 times (max 3)"
+    );
     // Giving up after one retry on a new connection satisfies retried_on_new_connection:
     // only the first 421 of each request needs a retry.
     assert_eq!(j.verdict(retried(None)).status, Status::Pass);
@@ -243,22 +314,43 @@ fn an_empty_journal_exercises_nothing_and_fails_the_verdict() {
     let expectations = [
         retried(None),
         Expectation::NoRetryOnSameConnection(filter(None)),
-        Expectation::StoppedCoalescing(filter(None)),
-        Expectation::MaxAttempts(MaxAttempts { max: 3, authority: None }),
+        stopped(None),
+        Expectation::MaxAttempts(MaxAttempts {
+            max: 3,
+            authority: None,
+        }),
         Expectation::RetrySameBody(filter(None)),
     ];
     let verdict = evaluate(&expectations, &[], false);
     assert!(!verdict.passed);
-    assert!(verdict.checks.iter().all(|c| c.status == Status::NotExercised));
-    assert!(evaluate(&expectations, &[], true).passed, "allowed when asked");
-    assert!(verdict.table().ends_with("verdict: FAIL (0 passed, 0 failed, 5 not exercised)\n"), "{}", verdict.table());
+    assert!(
+        verdict
+            .checks
+            .iter()
+            .all(|c| c.status == Status::NotExercised)
+    );
+    assert!(
+        evaluate(&expectations, &[], true).passed,
+        "allowed when asked"
+    );
+    assert!(
+        verdict
+            .table()
+            .ends_with("verdict: FAIL (0 passed, 0 failed, 5 not exercised)\n"),
+        "{}",
+        verdict.table()
+    );
 }
 
 #[test]
 fn harness_page_requests_are_not_the_clients() {
-    let j = Journal::default()
-        .connection(1, Some("a.test"))
-        .request(1, "GET", "a.test", "/_misdirect/client", 200);
+    let j = Journal::default().connection(1, Some("a.test")).request(
+        1,
+        "GET",
+        "a.test",
+        "/_misdirect/client",
+        200,
+    );
     let check = j.verdict(Expectation::Requests(CountRange::Exactly(0)));
     assert_eq!(check.status, Status::Pass, "{}", check.explanation);
 }

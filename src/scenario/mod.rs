@@ -575,7 +575,7 @@ pub enum Expectation {
     NoRetryOnSameConnection(AuthorityFilter),
     /// After a 421 for an authority on a connection whose SNI differs, no later request for
     /// it arrived on such a connection.
-    StoppedCoalescing(AuthorityFilter),
+    StoppedCoalescing(StoppedCoalescing),
     /// The authority was requested on a connection whose SNI was another name.
     Coalesced(AuthorityName),
     /// The authority was never requested on a connection whose SNI was another name.
@@ -613,6 +613,23 @@ pub struct AuthorityFilter {
     /// Only requests for this authority; absent means every authority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
+}
+
+/// Parameters of `stopped_coalescing`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoppedCoalescing {
+    /// Only requests for this authority; absent means every authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Requests received within this many milliseconds after the 421 was answered were
+    /// already in flight (sent before the client could have seen it) and are not counted.
+    #[serde(default = "default_grace_ms")]
+    pub grace_ms: u64,
+}
+
+fn default_grace_ms() -> u64 {
+    1
 }
 
 /// A required authority.

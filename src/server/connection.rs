@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::{Active, CLIENT_PAGE_PATH, Shared};
 use crate::engine::{ConnectionFacts, Decision, Outcome, RequestFacts};
 use crate::journal::{EventKind, RequestEvent};
 use crate::tls::choose_certificate;
@@ -54,12 +54,13 @@ pub(crate) struct ConnCtx {
 /// Serves one accepted TCP connection to its end.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
+    active: Arc<Active>,
     id: u64,
     listener: String,
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
+    let tls = active.tls.get(&listener).cloned();
     let local = stream
         .local_addr()
         .map(|a| a.to_string())
@@ -80,7 +81,7 @@ pub(crate) async fn serve(
         opened_at_ms,
     };
     let reason = match tls {
-        Some(config) => serve_tls(&shared, facts, stream, config).await,
+        Some(config) => serve_tls(&shared, &active, facts, stream, config).await,
         None => serve_cleartext(&shared, facts, stream).await,
     };
     shared.engine().connection_closed(id);
@@ -94,6 +95,7 @@ pub(crate) async fn serve(
 
 async fn serve_tls(
     shared: &Arc<Shared>,
+    active: &Active,
     mut facts: ConnectionFacts,
     stream: TcpStream,
     config: Arc<rustls::ServerConfig>,
@@ -142,13 +144,14 @@ async fn serve_tls(
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
         other => format!("{other:?}"),
     };
-    let listener_spec = shared.scenario.listener(&facts.listener);
-    let certificate = listener_spec
-        .and_then(|spec| choose_certificate(&shared.scenario, spec, sni.as_deref()))
+    let scenario = &active.scenario;
+    let certificate = scenario
+        .listener(&facts.listener)
+        .and_then(|spec| choose_certificate(scenario, spec, sni.as_deref()))
         .map(str::to_owned);
     facts.certificate_sans = certificate
         .as_deref()
-        .and_then(|name| shared.scenario.certificate(name))
+        .and_then(|name| scenario.certificate(name))
         .map(|c| c.sans.clone())
         .unwrap_or_default();
     facts.sni = sni.clone();
@@ -272,6 +275,33 @@ impl ConnCtx {
     /// Counts the request and asks the engine.
     pub fn decide(&self, incoming: &Incoming) -> Decision {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if incoming.facts.method == "GET"
+            && crate::scenario::path_matches(CLIENT_PAGE_PATH, &incoming.facts.path)
+        {
+            // The harness's own page, outside the scenario: the engine never sees it.
+            return Decision {
+                outcome: Outcome::Respond(crate::engine::Response {
+                    status: 200,
+                    headers: [
+                        (
+                            "content-type".to_owned(),
+                            "text/html; charset=utf-8".to_owned(),
+                        ),
+                        ("cache-control".to_owned(), "no-store".to_owned()),
+                    ]
+                    .into(),
+                    body: self.shared.client_page(),
+                }),
+                delay_ms: 0,
+                rule: Some("misdirect client page".to_owned()),
+                host: None,
+                attempt: 1,
+                request_on_connection: self.requests.load(Ordering::Relaxed),
+                request_number: 0,
+                coalesced: false,
+                misdirected_because: None,
+            };
+        }
         let now_ms = self.shared.journal.now_ms() as u64;
         self.shared
             .engine()

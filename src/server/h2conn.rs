@@ -21,8 +21,12 @@ const MAX_STREAM_ID: u32 = (1 << 31) - 1;
 
 /// What a request task asks of its connection.
 enum Command {
-    /// Send GOAWAY(NO_ERROR) and drain.
-    Graceful { rule: Option<String> },
+    /// Send GOAWAY(NO_ERROR) and drain; `sent` fires once h2 has queued it, so the answer
+    /// to the request goes out after it.
+    Graceful {
+        rule: Option<String>,
+        sent: tokio::sync::oneshot::Sender<()>,
+    },
     /// Send GOAWAY excluding the request's stream, then close. The unanswered stream's
     /// `SendResponse` is held until then, so that h2 does not reset it first.
     Abrupt {
@@ -76,6 +80,10 @@ where
         tokio::select! {
             accepted = conn.accept() => match accepted {
                 None if draining => break "drained after GOAWAY".to_owned(),
+                // After a rule's GOAWAY the client may well hang up first.
+                None | Some(Err(_)) if abrupt.is_some() => {
+                    break "closed after GOAWAY (rule)".to_owned();
+                }
                 None => break "client closed".to_owned(),
                 Some(Err(err)) => break describe_h2_error(&err),
                 Some(Ok((request, respond))) => {
@@ -84,7 +92,7 @@ where
                 }
             },
             Some(command) = rx.recv() => match command {
-                Command::Graceful { rule } => {
+                Command::Graceful { rule, sent } => {
                     if !draining {
                         draining = true;
                         conn.graceful_shutdown();
@@ -96,6 +104,7 @@ where
                             rule,
                         });
                     }
+                    let _ = sent.send(());
                 }
                 Command::Abrupt { last_stream_id, code, rule, _unanswered } => {
                     held.push(_unanswered);
@@ -259,10 +268,15 @@ async fn handle_request(
         } => {
             done.status = response.as_ref().map(|r| r.status);
             ctx.journal_request(incoming, &decision, done);
+            // GOAWAY first, so that the client learns of the drain with (not after) the
+            // answer; bounded, in case the connection is already gone.
+            let (sent, queued) = tokio::sync::oneshot::channel();
+            if commands.send(Command::Graceful { rule, sent }).is_ok() {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), queued).await;
+            }
             if let Some(response) = response {
                 send_or_record(&ctx, &mut respond, response);
             }
-            let _ = commands.send(Command::Graceful { rule });
         }
         Outcome::Goaway {
             graceful: false,

@@ -7,10 +7,11 @@ mod h2conn;
 mod http1;
 mod inject;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -67,6 +68,17 @@ pub struct ServeOptions {
     pub journal_path: Option<PathBuf>,
     /// Protective limits.
     pub limits: Limits,
+    /// The control API, if it should run.
+    pub control: Option<ControlOptions>,
+}
+
+/// Where and how the control API listens.
+#[derive(Debug, Clone)]
+pub struct ControlOptions {
+    /// Address to bind (loopback unless the caller explicitly chose otherwise).
+    pub address: SocketAddr,
+    /// When set, every request must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -76,6 +88,7 @@ impl Default for ServeOptions {
             reuse_ca: false,
             journal_path: None,
             limits: Limits::default(),
+            control: None,
         }
     }
 }
@@ -129,6 +142,8 @@ pub struct Ready {
     pub certificates: std::collections::BTreeMap<String, crate::pki::ManifestEntry>,
     /// The NDJSON journal file, if any.
     pub journal: Option<PathBuf>,
+    /// Base URL of the control API, if it runs.
+    pub control: Option<String>,
 }
 
 /// One bound listener.
@@ -148,28 +163,110 @@ pub struct ReadyListener {
     pub alpn: Vec<Alpn>,
 }
 
+/// The scenario in force and what was built from it; replaced whole by a reload, so that a
+/// connection sees one consistent version from accept to close.
+pub(crate) struct Active {
+    pub scenario: Arc<Scenario>,
+    /// TLS configuration per listener name (TLS listeners only).
+    pub tls: BTreeMap<String, Arc<rustls::ServerConfig>>,
+}
+
 /// State every connection task shares.
 pub(crate) struct Shared {
-    pub scenario: Arc<Scenario>,
+    pub active: RwLock<Arc<Active>>,
     pub engine: Mutex<Engine>,
     pub journal: Arc<Journal>,
     pub limits: Limits,
     pub next_connection: AtomicU64,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
+    /// The browser client page, served at [`CLIENT_PAGE_PATH`] on every host.
+    pub client_page: RwLock<String>,
 }
 
 impl Shared {
     pub fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    pub fn active(&self) -> Arc<Active> {
+        Arc::clone(&self.active.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn client_page(&self) -> String {
+        self.client_page
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
-/// A running server.
+/// Where every host serves the page that carries out the client plan in a browser.
+pub const CLIENT_PAGE_PATH: &str = "/_misdirect/client";
+
+/// A running server. Dropping it stops accepting and winds connections down in the
+/// background; [`Server::shutdown`] does the same and waits for it.
 pub struct Server {
-    shared: Arc<Shared>,
-    ready: Ready,
+    handle: Handle,
     tracker: TaskTracker,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.handle.shared.shutdown.cancel();
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = Handle;
+
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+/// A cheap, cloneable handle to a running server: what the control API and embedding code
+/// use to read the journal, take a verdict, reset and reload. Every [`Server`] derefs to one.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    ready: Arc<Ready>,
+    options: Arc<ServeOptions>,
+    ca_pem: Arc<str>,
+}
+
+/// Why a scenario could not be loaded into a running server.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The listeners differ: they are bound once, at start.
+    #[error("listeners: {0}")]
+    Listeners(String),
+    /// Certificates or TLS configurations could not be built.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reloaded {
+    /// Name of the scenario now in force.
+    pub scenario: Option<String>,
+    /// Whether certificates were generated again (they are only when the certificate list
+    /// changed; the CA is kept either way, so clients keep trusting it).
+    pub certificates_regenerated: bool,
+    /// Sequence number of the journal's `scenario_loaded` event.
+    pub seq: u64,
+}
+
+fn build_active(scenario: &Arc<Scenario>, pki: &Pki) -> Result<Active, ServeError> {
+    let mut tls_configs = BTreeMap::new();
+    for spec in scenario.listeners.iter().filter(|l| l.tls) {
+        tls_configs.insert(spec.name.clone(), tls::server_config(scenario, spec, pki)?);
+    }
+    Ok(Active {
+        scenario: Arc::clone(scenario),
+        tls: tls_configs,
+    })
 }
 
 impl Server {
@@ -186,83 +283,101 @@ impl Server {
                 source,
             }
         })?;
+        let active = build_active(&scenario, &pki)?;
+
+        let mut bound = Vec::new();
+        for spec in &scenario.listeners {
+            let bind_error = |source| ServeError::Bind {
+                listener: spec.name.clone(),
+                address: spec.address,
+                source,
+            };
+            let listener = TcpListener::bind(spec.address).await.map_err(bind_error)?;
+            let address = listener.local_addr().map_err(bind_error)?;
+            bound.push((spec.clone(), listener, address));
+        }
+        let listeners: Vec<ReadyListener> = bound
+            .iter()
+            .map(|(spec, _, address)| ReadyListener {
+                name: spec.name.clone(),
+                address: *address,
+                ip: address.ip(),
+                port: address.port(),
+                tls: spec.tls,
+                alpn: spec.alpn.clone(),
+            })
+            .collect();
+        let control = match &options.control {
+            Some(control) => {
+                let listener = TcpListener::bind(control.address).await.map_err(|source| {
+                    ServeError::Bind {
+                        listener: "control".to_owned(),
+                        address: control.address,
+                        source,
+                    }
+                })?;
+                let address = listener.local_addr().map_err(|source| ServeError::Bind {
+                    listener: "control".to_owned(),
+                    address: control.address,
+                    source,
+                })?;
+                Some((listener, address))
+            }
+            None => None,
+        };
+        let mut ready = ready_info(&scenario, listeners, &manifest, &options);
+        ready.control = control
+            .as_ref()
+            .map(|(_, address)| format!("http://{address}"));
         let shared = Arc::new(Shared {
             engine: Mutex::new(Engine::new(&scenario)),
-            scenario: Arc::clone(&scenario),
+            active: RwLock::new(Arc::new(active)),
             journal: Arc::new(journal),
             limits: options.limits.clone(),
             next_connection: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
+            client_page: RwLock::new(crate::client::page(&scenario, &ready)),
         });
 
-        let mut bound = Vec::new();
-        for spec in &scenario.listeners {
-            let listener =
-                TcpListener::bind(spec.address)
-                    .await
-                    .map_err(|source| ServeError::Bind {
-                        listener: spec.name.clone(),
-                        address: spec.address,
-                        source,
-                    })?;
-            let address = listener.local_addr().map_err(|source| ServeError::Bind {
-                listener: spec.name.clone(),
-                address: spec.address,
-                source,
-            })?;
-            let tls = if spec.tls {
-                Some(tls::server_config(&scenario, spec, &pki)?)
-            } else {
-                None
-            };
-            bound.push((spec.clone(), listener, address, tls));
-        }
-
         let tracker = TaskTracker::new();
-        let mut listeners = Vec::new();
-        for (spec, listener, address, tls) in bound {
+        for (spec, listener, address) in bound {
             shared.journal.record(EventKind::Listening {
                 listener: spec.name.clone(),
                 address: address.to_string(),
                 tls: spec.tls,
             });
-            listeners.push(ReadyListener {
-                name: spec.name.clone(),
-                address,
-                ip: address.ip(),
-                port: address.port(),
-                tls: spec.tls,
-                alpn: spec.alpn.clone(),
-            });
             tracker.spawn(accept_loop(
                 Arc::clone(&shared),
                 spec.name.clone(),
                 listener,
-                tls,
                 tracker.clone(),
             ));
         }
-        let ready = ready_info(&scenario, listeners, &manifest, &options);
-        Ok(Server {
+        let handle = Handle {
             shared,
-            ready,
-            tracker,
-        })
+            ready: Arc::new(ready),
+            ca_pem: Arc::from(pki.ca.cert_pem.as_str()),
+            options: Arc::new(options),
+        };
+        if let Some((listener, _)) = control {
+            let token = handle
+                .options
+                .control
+                .as_ref()
+                .and_then(|c| c.token.clone());
+            tracker.spawn(crate::control::serve(listener, handle.clone(), token));
+        }
+        Ok(Server { handle, tracker })
     }
 
-    /// The readiness information.
-    pub fn ready(&self) -> &Ready {
-        &self.ready
-    }
-
-    /// The journal.
-    pub fn journal(&self) -> Arc<Journal> {
-        Arc::clone(&self.shared.journal)
+    /// A handle to this server that can be cloned and moved into tasks.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
     }
 
     /// Stops accepting, sends GOAWAY on every HTTP/2 connection, lets in-flight requests
     /// finish within the grace period, and flushes the journal.
-    pub async fn shutdown(self, reason: &str) {
+    pub async fn shutdown(&self, reason: &str) {
         self.shared.journal.record(EventKind::Shutdown {
             reason: reason.to_owned(),
         });
@@ -279,6 +394,123 @@ impl Server {
         if let Err(err) = self.shared.journal.flush() {
             tracing::error!(error = %err, "flushing the journal failed");
         }
+    }
+}
+
+impl Handle {
+    /// The readiness information (also served by the control API).
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> Arc<Journal> {
+        Arc::clone(&self.shared.journal)
+    }
+
+    /// The address of a listener, by name.
+    pub fn addr(&self, listener: &str) -> Option<SocketAddr> {
+        self.ready
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| l.address)
+    }
+
+    /// The CA certificate a client must trust, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The scenario in force.
+    pub fn scenario(&self) -> Arc<Scenario> {
+        Arc::clone(&self.shared.active().scenario)
+    }
+
+    /// Evaluates the scenario's expectations against the journal as it is now.
+    pub fn verdict(&self, allow_not_exercised: bool) -> crate::expect::Verdict {
+        let scenario = self.scenario();
+        crate::expect::evaluate(
+            &scenario.expect,
+            &self.shared.journal.snapshot(),
+            allow_not_exercised,
+        )
+    }
+
+    /// Clears the in-memory journal and every engine counter (between test cases); returns
+    /// the sequence number of the `reset` event that starts the new journal.
+    pub fn reset(&self) -> u64 {
+        self.shared.engine().reset();
+        self.shared.journal.clear()
+    }
+
+    /// Puts another scenario in force without restarting: new connections use it (open ones
+    /// finish with the old), counters start over, certificates are generated again only if
+    /// the certificate list changed, and the CA stays the same. The listeners must be the
+    /// same as at start.
+    pub fn reload(&self, scenario: Scenario) -> Result<Reloaded, ReloadError> {
+        let current = self.scenario();
+        let same_listeners = scenario.listeners.len() == current.listeners.len()
+            && scenario
+                .listeners
+                .iter()
+                .zip(&current.listeners)
+                .all(|(new, old)| {
+                    new.name == old.name && new.address == old.address && new.tls == old.tls
+                });
+        if !same_listeners {
+            return Err(ReloadError::Listeners(
+                "a reload must keep the listeners (names, addresses, tls) as they were at start; restart misdirect to change them".to_owned(),
+            ));
+        }
+        let regenerate = scenario.certificates != current.certificates;
+        let scenario = Arc::new(scenario);
+        let pki = Pki::generate(
+            &scenario,
+            Some(self.options.certs_dir.as_path()),
+            time::OffsetDateTime::now_utc(),
+        )
+        .map_err(ServeError::from)?;
+        if regenerate {
+            pki.write(&self.options.certs_dir)
+                .map_err(ServeError::from)?;
+        }
+        let active = build_active(&scenario, &pki)?;
+        *self.shared.engine() = Engine::new(&scenario);
+        *self
+            .shared
+            .client_page
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = crate::client::page(&scenario, &self.ready);
+        *self
+            .shared
+            .active
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(active);
+        let seq = self.shared.journal.record(EventKind::ScenarioLoaded {
+            scenario: scenario.name.clone(),
+            certificates_regenerated: regenerate,
+        });
+        Ok(Reloaded {
+            scenario: scenario.name.clone(),
+            certificates_regenerated: regenerate,
+            seq,
+        })
+    }
+
+    /// Whether the server has begun shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
+    }
+
+    /// Cancelled when the server begins shutting down.
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Asks the server to stop (the owner of the [`Server`] does the waiting).
+    pub fn request_shutdown(&self) {
+        self.shared.shutdown.cancel();
     }
 }
 
@@ -309,6 +541,7 @@ fn ready_info(
         certs_dir: absolute(&options.certs_dir),
         certificates,
         journal: options.journal_path.as_deref().map(absolute),
+        control: None,
     }
 }
 
@@ -316,7 +549,6 @@ async fn accept_loop(
     shared: Arc<Shared>,
     listener_name: String,
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
     tracker: TaskTracker,
 ) {
     loop {
@@ -329,11 +561,11 @@ async fn accept_loop(
                 let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
                 tracker.spawn(connection::serve(
                     Arc::clone(&shared),
+                    shared.active(),
                     id,
                     listener_name.clone(),
                     stream,
                     peer,
-                    tls.clone(),
                 ));
             }
             Err(err) => {

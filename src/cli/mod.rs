@@ -1,0 +1,247 @@
+//! The command line. Wiring only: every command calls into the library and turns its
+//! result into output and an exit status.
+
+mod serve;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::pki::Pki;
+use crate::scenario::{self, Scenario};
+
+pub use serve::{LogFormat, RunArgs, ServeArgs, ServerArgs};
+
+/// A scriptable HTTP/2 test-harness server that answers 421 Misdirected Request (and the
+/// other misdirection signals) exactly when a scenario says so.
+#[derive(Debug, Parser)]
+#[command(name = "misdirect", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate scenario files; prints a summary per file or every problem found.
+    Check {
+        /// Scenario files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write the CA and every certificate of a scenario as PEM files.
+    Certs {
+        /// The scenario file.
+        file: PathBuf,
+        /// Folder for the PEM files.
+        #[arg(long, default_value = "certs", env = "MISDIRECT_CERTS_DIR")]
+        out: PathBuf,
+        /// Reuse `ca.pem` + `ca.key` already in the folder (as `"ca": {"reuse": true}` does).
+        #[arg(long)]
+        reuse_ca: bool,
+        /// Print the manifest (files, SANs, SPKI hashes) as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the scenario format.
+    Schema,
+    /// Serve a scenario: bind its listeners, misdirect as it says, journal everything.
+    /// Prints one JSON line on stdout once ready; stops cleanly on SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Serve a scenario, run a client command against it, and judge the client: prints the
+    /// verdict and exits 0 only if the command succeeded and every expectation passed.
+    Run(RunArgs),
+    /// Render a journal for a human: connections as lanes, 421s linked to their retries.
+    Report {
+        /// The NDJSON journal (`--journal` of serve or run).
+        journal: PathBuf,
+        /// Also judge the journal against this scenario's expectations.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Write a self-contained HTML page (inline SVG) here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files, strict } => check(&files, strict),
+        Command::Certs {
+            file,
+            out,
+            reuse_ca,
+            json,
+        } => certs(&file, &out, reuse_ca, json),
+        Command::Schema => schema(),
+        Command::Serve(args) => serve::serve(args),
+        Command::Run(args) => serve::run(args),
+        Command::Report {
+            journal,
+            scenario,
+            html,
+        } => report(&journal, scenario.as_deref(), html.as_deref()),
+    }
+}
+
+fn check(files: &[PathBuf], strict: bool) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let shown = file.display();
+        match scenario::from_path(file) {
+            Ok((scenario, diagnostics)) => {
+                let strict_failure = strict && !diagnostics.warnings.is_empty();
+                failed |= strict_failure;
+                let verdict = if strict_failure { "FAIL" } else { "ok" };
+                println!("{verdict}  {shown}: {}", summary(&scenario));
+                for warning in &diagnostics.warnings {
+                    println!("  warning: {warning}");
+                }
+            }
+            Err(err) => {
+                failed = true;
+                println!("FAIL  {shown}");
+                for line in err.lines() {
+                    println!("  {shown}: {line}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One line describing what a scenario contains.
+pub fn summary(scenario: &Scenario) -> String {
+    fn count(n: usize, what: &str) -> String {
+        format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+    }
+    let steps = scenario.client.as_ref().map_or(0, |c| c.steps.len());
+    format!(
+        "{:?}: {}, {}, {}, {}, {}, {}",
+        scenario.name.as_deref().unwrap_or("unnamed"),
+        count(scenario.certificates.len(), "certificate"),
+        count(scenario.listeners.len(), "listener"),
+        count(scenario.hosts.len(), "host"),
+        count(scenario.rules.len(), "rule"),
+        count(steps, "client step"),
+        count(scenario.expect.len(), "expectation"),
+    )
+}
+
+fn certs(file: &Path, out: &Path, reuse_ca: bool, json: bool) -> ExitCode {
+    let scenario = match scenario::from_path(file) {
+        Ok((scenario, _)) => scenario,
+        Err(err) => {
+            for line in err.lines() {
+                eprintln!("{}: {line}", file.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let reuse = (reuse_ca || scenario.ca.reuse).then_some(out);
+    let written = Pki::generate(&scenario, reuse, time::OffsetDateTime::now_utc())
+        .and_then(|pki| pki.write(out));
+    let manifest = match written {
+        Ok(manifest) => manifest,
+        Err(err) => {
+            eprintln!("misdirect certs: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let printed = if json {
+        serde_json::to_string_pretty(&manifest)
+            .map_err(std::io::Error::from)
+            .and_then(|text| writeln!(stdout, "{text}"))
+    } else {
+        let mut lines = vec![format!(
+            "CA    {} ({})",
+            manifest.ca.cert.display(),
+            if manifest.ca.reused == Some(true) {
+                "reused"
+            } else {
+                "generated"
+            }
+        )];
+        for (name, entry) in &manifest.certificates {
+            lines.push(format!(
+                "cert  {name}: {} [{}] spki-sha256 {}",
+                entry.cert.display(),
+                entry.sans.join(", "),
+                entry.spki_sha256
+            ));
+        }
+        writeln!(stdout, "{}", lines.join("\n"))
+    };
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn schema() -> ExitCode {
+    let schema = schemars::schema_for!(Scenario);
+    match serde_json::to_string_pretty(&schema) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("misdirect schema: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(journal: &Path, scenario_file: Option<&Path>, html: Option<&Path>) -> ExitCode {
+    let text = match std::fs::read_to_string(journal) {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("misdirect report: {}: {err}", journal.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let events = match crate::journal::read_ndjson(&text) {
+        Ok(events) => events,
+        Err(err) => {
+            eprintln!("misdirect report: {}: {err}", journal.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let verdict = match scenario_file.map(scenario::from_path) {
+        None => None,
+        Some(Ok((scenario, _))) => Some(crate::expect::evaluate(&scenario.expect, &events, false)),
+        Some(Err(err)) => {
+            for line in err.lines() {
+                eprintln!("{}: {line}", scenario_file.unwrap_or(journal).display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", crate::report::text(&events, verdict.as_ref()));
+    if let Some(path) = html {
+        let page = crate::report::html(&events, verdict.as_ref());
+        if let Err(err) = crate::pki::write_atomic(path, page.as_bytes(), 0o644) {
+            eprintln!("misdirect report: {err}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("misdirect report: wrote {}", path.display());
+    }
+    match verdict {
+        Some(v) if !v.passed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}

@@ -1,0 +1,371 @@
+//! `serve` and `run`: the long-running commands, their shared flags, logging and signals.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::run::{RunSettings, run_client};
+use crate::scenario::{self, Scenario};
+use crate::server::{ControlOptions, Limits, ServeOptions, Server};
+
+/// Flags shared by `serve` and `run`.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Folder for the generated PEM files.
+    #[arg(long, default_value = "certs", env = "MISDIRECT_CERTS_DIR")]
+    pub certs_dir: PathBuf,
+    /// Reuse `ca.pem` + `ca.key` already in the certificate folder.
+    #[arg(long, env = "MISDIRECT_REUSE_CA")]
+    pub reuse_ca: bool,
+    /// Write the journal to this file as NDJSON, one event per line, as it happens.
+    #[arg(long, env = "MISDIRECT_JOURNAL")]
+    pub journal: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", env = "MISDIRECT_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing's env-filter syntax), e.g. `debug` or `misdirect=trace`.
+    #[arg(long, default_value = "info", env = "MISDIRECT_LOG")]
+    pub log: String,
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
+    /// Seconds without a request after which a connection is closed.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients.
+    #[arg(long, default_value_t = 100)]
+    pub max_concurrent_streams: u32,
+    /// Largest request body accepted (bytes); larger ones get 413.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
+    /// Address of the control API (HTTP/1.1 + JSON); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0", env = "MISDIRECT_CONTROL")]
+    pub control: SocketAddr,
+    /// Run without the control API.
+    #[arg(long, conflicts_with_all = ["control_token", "control_allow_remote"])]
+    pub no_control: bool,
+    /// Require `Authorization: Bearer <token>` on the control API (all but /health).
+    #[arg(long, env = "MISDIRECT_CONTROL_TOKEN")]
+    pub control_token: Option<String>,
+    /// Allow the control API on a non-loopback address (it can load scenarios: use a token).
+    #[arg(long, env = "MISDIRECT_CONTROL_ALLOW_REMOTE")]
+    pub control_allow_remote: bool,
+}
+
+impl ServerArgs {
+    fn options(&self) -> Result<ServeOptions, String> {
+        if !self.no_control && !self.control.ip().is_loopback() && !self.control_allow_remote {
+            return Err(format!(
+                "--control {}: not a loopback address; add --control-allow-remote (and a --control-token) to expose the control API",
+                self.control
+            ));
+        }
+        Ok(ServeOptions {
+            certs_dir: self.certs_dir.clone(),
+            reuse_ca: self.reuse_ca,
+            journal_path: self.journal.clone(),
+            limits: Limits {
+                handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                max_concurrent_streams: self.max_concurrent_streams,
+                max_body_bytes: self.max_body_bytes,
+                shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+                ..Limits::default()
+            },
+            control: (!self.no_control).then(|| ControlOptions {
+                address: self.control,
+                token: self.control_token.clone(),
+            }),
+        })
+    }
+}
+
+/// Arguments of `misdirect serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Also write the readiness JSON to this file (atomically), for callers that cannot
+    /// read stdout.
+    #[arg(long, env = "MISDIRECT_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// Server flags.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `misdirect run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Kill the command after this many seconds (the run then fails).
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
+    /// After the command exits, wait until the journal has been quiet this long.
+    #[arg(long, default_value_t = 250)]
+    pub settle_ms: u64,
+    /// Let expectations that nothing exercised pass (by default they fail the run).
+    #[arg(long)]
+    pub allow_not_exercised: bool,
+    /// Write the run (command outcome, verdict, journal) as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write a self-contained HTML picture of the run here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Server flags.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The client command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Loads the scenario, sets up logging and the runtime; `None` after saying why not.
+fn prepare(
+    file: &std::path::Path,
+    server: &ServerArgs,
+) -> Option<(Scenario, ServeOptions, tokio::runtime::Runtime)> {
+    init_logging(server.log_format, &server.log);
+    let scenario = match scenario::from_path(file) {
+        Ok((scenario, diagnostics)) => {
+            for warning in &diagnostics.warnings {
+                tracing::warn!("{}: {warning}", file.display());
+            }
+            scenario
+        }
+        Err(err) => {
+            for line in err.lines() {
+                eprintln!("{}: {line}", file.display());
+            }
+            return None;
+        }
+    };
+    let options = match server.options() {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("misdirect: {err}");
+            return None;
+        }
+    };
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some((scenario, options, runtime)),
+        Err(err) => {
+            eprintln!("misdirect: cannot start the async runtime: {err}");
+            None
+        }
+    }
+}
+
+pub(super) fn serve(args: ServeArgs) -> ExitCode {
+    let Some((scenario, options, runtime)) = prepare(&args.file, &args.server) else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let mut signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(err) => {
+                eprintln!("misdirect serve: cannot listen for signals: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let server = match Server::start(scenario, options).await {
+            Ok(server) => server,
+            Err(err) => {
+                eprintln!("misdirect serve: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let line = match serde_json::to_string(server.ready()) {
+            Ok(line) => line,
+            Err(err) => {
+                eprintln!("misdirect serve: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(path) = &args.ready_file
+            && let Err(err) = crate::pki::write_atomic(path, format!("{line}\n").as_bytes(), 0o644)
+        {
+            eprintln!("misdirect serve: --ready-file: {err}");
+            server.shutdown("could not write the ready file").await;
+            return ExitCode::FAILURE;
+        }
+        {
+            let mut stdout = std::io::stdout().lock();
+            // A launcher that closed our stdout does not stop the server.
+            let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+        }
+        log_listening(&server);
+        let signal = signals.next().await;
+        tracing::info!(%signal, "shutting down (a second signal exits at once)");
+        tokio::spawn(async move {
+            let second = signals.next().await;
+            eprintln!("misdirect: {second} again: exiting now");
+            std::process::exit(130);
+        });
+        server.shutdown(&format!("received {signal}")).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn log_listening(server: &Server) {
+    for listener in &server.ready().listeners {
+        tracing::info!(
+            listener = %listener.name,
+            address = %listener.address,
+            tls = listener.tls,
+            "listening"
+        );
+    }
+    if let Some(control) = &server.ready().control {
+        tracing::info!(%control, "control API");
+    }
+}
+
+pub(super) fn run(args: RunArgs) -> ExitCode {
+    let Some((scenario, options, runtime)) = prepare(&args.file, &args.server) else {
+        return ExitCode::FAILURE;
+    };
+    let Some((program, program_args)) = args.command.split_first() else {
+        eprintln!("misdirect run: give the client command after `--`");
+        return ExitCode::FAILURE;
+    };
+    let settings = RunSettings {
+        timeout: Duration::from_secs(args.timeout_secs),
+        settle: Duration::from_millis(args.settle_ms),
+        allow_not_exercised: args.allow_not_exercised,
+    };
+    runtime.block_on(async move {
+        let mut signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(err) => {
+                eprintln!("misdirect run: cannot listen for signals: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let server = match Server::start(scenario, options).await {
+            Ok(server) => server,
+            Err(err) => {
+                eprintln!("misdirect run: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        log_listening(&server);
+        let handle = server.handle();
+        let outcome = tokio::select! {
+            outcome = run_client(&handle, program, program_args, &settings) => outcome,
+            signal = signals.next() => {
+                eprintln!("misdirect run: {signal}: stopping");
+                server.shutdown(&format!("received {signal}")).await;
+                return ExitCode::from(130);
+            }
+        };
+        let name = program.to_string_lossy();
+        let events = handle.journal().snapshot();
+        println!("\n{}", outcome.command.describe(&name));
+        print!("{}", outcome.verdict.table());
+        let mut ok = true;
+        if let Some(path) = &args.report {
+            let report = serde_json::json!({
+                "scenario": handle.scenario().name,
+                "passed": outcome.passed(),
+                "command": outcome.command,
+                "verdict": outcome.verdict,
+                "events": events,
+            });
+            let written = serde_json::to_vec_pretty(&report)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    crate::pki::write_atomic(path, &bytes, 0o644).map_err(|e| e.to_string())
+                });
+            if let Err(err) = written {
+                eprintln!("misdirect run: --report: {err}");
+                ok = false;
+            }
+        }
+        if let Some(path) = &args.html {
+            let page = crate::report::html(&events, Some(&outcome.verdict));
+            if let Err(err) = crate::pki::write_atomic(path, page.as_bytes(), 0o644) {
+                eprintln!("misdirect run: --html: {err}");
+                ok = false;
+            }
+        }
+        server.shutdown("run finished").await;
+        if ok && outcome.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// SIGINT and SIGTERM, listened for from before the readiness line is printed, so that a
+/// launcher that stops the server right after reading it still gets a clean shutdown.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Waits for the next signal; returns its name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}

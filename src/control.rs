@@ -1,0 +1,219 @@
+//! The control API: HTTP/1.1 + JSON on its own listener (loopback unless asked otherwise),
+//! for test suites that drive a long-running harness between test cases.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/health` | `{"ok": true}` once ready (unauthenticated, for health checks) |
+//! | GET | `/ready` | the readiness JSON (listeners, ports, CA path, SPKI hashes) |
+//! | GET | `/ca.pem` | the CA certificate |
+//! | GET | `/listeners` | listeners with their real ports |
+//! | GET | `/journal?since=N&format=json\|ndjson` | events (all, or after sequence N) |
+//! | POST | `/reset` | clear the journal and every counter |
+//! | PUT | `/scenario` | load another scenario (JSON body); 400 lists every problem |
+//! | GET | `/verdict?allow_not_exercised=true` | the expectations' verdict |
+//! | GET | `/report` | the run as a self-contained HTML page |
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::scenario;
+use crate::server::Handle;
+
+/// Largest scenario accepted by `PUT /scenario`.
+const MAX_SCENARIO_BYTES: usize = 4 * 1024 * 1024;
+
+type Reply = http::Response<Full<Bytes>>;
+
+/// Serves the control API until the server shuts down.
+pub(crate) async fn serve(listener: TcpListener, handle: Handle, token: Option<String>) {
+    let token: Arc<Option<String>> = Arc::new(token);
+    let shutdown = handle.shutdown_token();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return,
+        };
+        let (stream, _) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "control API accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        let token = Arc::clone(&token);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let handle = handle.clone();
+                let token = Arc::clone(&token);
+                async move { Ok::<_, std::convert::Infallible>(route(&handle, &token, request).await) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| {
+        format!("{{\"error\": \"cannot serialize the answer: {e}\"}}").into_bytes()
+    });
+    with_type(status, "application/json", body)
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Reply {
+    let mut reply = http::Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    reply
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+fn query<'a>(request: &'a http::Request<Incoming>, key: &str) -> Option<&'a str> {
+    request.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then_some(v)
+    })
+}
+
+fn authorized(token: &Option<String>, request: &http::Request<Incoming>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| given == token)
+}
+
+async fn route(handle: &Handle, token: &Option<String>, request: http::Request<Incoming>) -> Reply {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    if (method.clone(), path.as_str()) == (Method::GET, "/health") {
+        return json(StatusCode::OK, &serde_json::json!({ "ok": true }));
+    }
+    if !authorized(token, &request) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: send `Authorization: Bearer <token>` (the --control-token value)",
+        );
+    }
+    match (method, path.as_str()) {
+        (Method::GET, "/ready") => json(StatusCode::OK, handle.ready()),
+        (Method::GET, "/ca.pem") => with_type(
+            StatusCode::OK,
+            "application/x-pem-file",
+            handle.ca_pem().as_bytes().to_vec(),
+        ),
+        (Method::GET, "/listeners") => json(StatusCode::OK, &handle.ready().listeners),
+        (Method::GET, "/journal") => journal(handle, &request),
+        (Method::POST, "/reset") => {
+            let seq = handle.reset();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "reset": true, "seq": seq }),
+            )
+        }
+        (Method::PUT, "/scenario") | (Method::POST, "/scenario") => load(handle, request).await,
+        (Method::GET, "/verdict") => {
+            let allow = query(&request, "allow_not_exercised") == Some("true");
+            json(StatusCode::OK, &handle.verdict(allow))
+        }
+        (Method::GET, "/report") => with_type(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            crate::report::html(&handle.journal().snapshot(), Some(&handle.verdict(false)))
+                .into_bytes(),
+        ),
+        (
+            _,
+            "/ready" | "/ca.pem" | "/listeners" | "/journal" | "/reset" | "/scenario" | "/verdict"
+            | "/report",
+        ) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed here; see the README's control API table",
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "no such endpoint; try /health, /ready, /ca.pem, /listeners, /journal, /reset, /scenario, /verdict, /report",
+        ),
+    }
+}
+
+fn journal(handle: &Handle, request: &http::Request<Incoming>) -> Reply {
+    let since = match query(request, "since").map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "since: expected a whole number (a sequence number)",
+            );
+        }
+    };
+    let events = handle.journal().since(since);
+    let ndjson = query(request, "format") == Some("ndjson")
+        || request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("ndjson"));
+    if ndjson {
+        let mut body = Vec::new();
+        for event in &events {
+            if serde_json::to_writer(&mut body, event).is_ok() {
+                body.push(b'\n');
+            }
+        }
+        with_type(StatusCode::OK, "application/x-ndjson", body)
+    } else {
+        json(StatusCode::OK, &events)
+    }
+}
+
+async fn load(handle: &Handle, request: http::Request<Incoming>) -> Reply {
+    let body = match Limited::new(request.into_body(), MAX_SCENARIO_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the scenario must be a JSON body of at most 4 MiB",
+            );
+        }
+    };
+    let scenario = match scenario::from_bytes(&body) {
+        Ok((scenario, _)) => scenario,
+        Err(err) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({ "error": "invalid scenario", "problems": err.lines() }),
+            );
+        }
+    };
+    match handle.reload(scenario) {
+        Ok(reloaded) => json(StatusCode::OK, &reloaded),
+        Err(err) => error(StatusCode::CONFLICT, &err.to_string()),
+    }
+}
