@@ -25,3 +25,8 @@ pub mod run;
 pub mod scenario;
 pub mod server;
 pub mod tls;
+
+// The README's Rust example is compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

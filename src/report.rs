@@ -211,7 +211,7 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
     const LEFT: f64 = 430.0;
     const WIDTH: f64 = 1100.0;
     const LANE_H: f64 = 56.0;
-    const BOX_W: f64 = 118.0;
+    const BOX_W: f64 = 132.0;
     const TOP: f64 = 30.0;
     let span = (model.end_ms.max(1.0)) * 1.05;
     // Requests are placed by order, not time, when many arrive at once; time decides order.

@@ -17,7 +17,10 @@ const SCENARIO: &str = r#"{
 }"#;
 
 fn control(h: &Harness) -> String {
-    h.ready["control"].as_str().expect("control URL in the readiness line").to_owned()
+    h.ready["control"]
+        .as_str()
+        .expect("control URL in the readiness line")
+        .to_owned()
 }
 
 /// curl against the control API; returns (HTTP status, body).
@@ -42,8 +45,20 @@ fn misdirected_request(h: &Harness) -> String {
     let ca = h.ca();
     let (_, out, err) = run(
         "curl",
-        &["-sS", "--cacert", ca.to_str().expect("utf-8"), "--resolve", &format!("a.test:{port}:127.0.0.1"),
-          "-H", "Host: b.test", "-o", "/dev/null", "-w", "%{http_code}", &format!("https://a.test:{port}/")],
+        &[
+            "-sS",
+            "--cacert",
+            ca.to_str().expect("utf-8"),
+            "--resolve",
+            &format!("a.test:{port}:127.0.0.1"),
+            "-H",
+            "Host: b.test",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("https://a.test:{port}/"),
+        ],
     );
     assert!(err.is_empty(), "{err}");
     out
@@ -56,7 +71,10 @@ fn health_ca_listeners_and_ready_describe_the_running_harness() {
     }
     let h = Harness::start(SCENARIO);
     let (status, body) = api(&h, "GET", "/health", &[]);
-    assert_eq!((status, json(&body)), (200, serde_json::json!({"ok": true})));
+    assert_eq!(
+        (status, json(&body)),
+        (200, serde_json::json!({"ok": true}))
+    );
     let (status, pem) = api(&h, "GET", "/ca.pem", &[]);
     assert_eq!(status, 200);
     assert_eq!(pem, std::fs::read_to_string(h.ca()).expect("CA file"));
@@ -66,7 +84,11 @@ fn health_ca_listeners_and_ready_describe_the_running_harness() {
     assert_eq!(json(&body), h.ready);
     let (status, body) = api(&h, "GET", "/nope", &[]);
     assert_eq!(status, 404);
-    assert!(json(&body)["error"].as_str().is_some_and(|e| e.contains("/journal")));
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/journal"))
+    );
 }
 
 #[test]
@@ -80,11 +102,24 @@ fn journal_verdict_and_reset_between_test_cases() {
     assert_eq!(misdirected_request(&h), "421");
     let (_, body) = api(&h, "GET", "/journal", &[]);
     let events = json(&body);
-    let request = events.as_array().expect("array").iter().find(|e| e["event"] == "request").expect("request event");
+    let request = events
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["event"] == "request")
+        .expect("request event");
     assert_eq!(request["status"], 421);
     let seq = request["seq"].as_u64().expect("seq");
-    let (_, body) = api(&h, "GET", &format!("/journal?since={seq}&format=ndjson"), &[]);
-    assert!(body.lines().all(|l| json(l)["seq"].as_u64() > Some(seq)), "{body}");
+    let (_, body) = api(
+        &h,
+        "GET",
+        &format!("/journal?since={seq}&format=ndjson"),
+        &[],
+    );
+    assert!(
+        body.lines().all(|l| json(l)["seq"].as_u64() > Some(seq)),
+        "{body}"
+    );
     let (_, body) = api(&h, "GET", "/verdict", &[]);
     let verdict = json(&body);
     assert_eq!(verdict["passed"], true);
@@ -99,7 +134,11 @@ fn journal_verdict_and_reset_between_test_cases() {
     assert_eq!(events[0]["event"], "reset");
     assert_eq!(events[0]["seq"], reset_seq);
     let (_, body) = api(&h, "GET", "/verdict", &[]);
-    assert_eq!(json(&body)["checks"][0]["status"], "not_exercised", "counters and journal start over");
+    assert_eq!(
+        json(&body)["checks"][0]["status"],
+        "not_exercised",
+        "counters and journal start over"
+    );
     let (status, _) = api(&h, "GET", "/journal?since=x", &[]);
     assert_eq!(status, 400);
 }
@@ -120,25 +159,60 @@ fn a_new_scenario_applies_to_new_connections_without_a_restart() {
     assert_eq!(json(&body)["certificates_regenerated"], false);
     assert_eq!(misdirected_request(&h), "503");
 
-    let new_certs = with_rule.replace(r#"["a.test", "b.test"]"#, r#"["a.test", "b.test", "c.test"]"#);
+    let new_certs = with_rule.replace(
+        r#"["a.test", "b.test"]"#,
+        r#"["a.test", "b.test", "c.test"]"#,
+    );
     let (status, body) = api(&h, "PUT", "/scenario", &["--data-binary", &new_certs]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["certificates_regenerated"], true);
     let pem = std::fs::read_to_string(h.dir.path().join("certs/shared.pem")).expect("cert");
-    let (_, text, _) = run("openssl", &["x509", "-noout", "-ext", "subjectAltName", "-in", h.dir.path().join("certs/shared.pem").to_str().expect("utf-8")]);
+    let (_, text, _) = run(
+        "openssl",
+        &[
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            h.dir
+                .path()
+                .join("certs/shared.pem")
+                .to_str()
+                .expect("utf-8"),
+        ],
+    );
     assert!(text.contains("DNS:c.test"), "{text}\n{pem}");
-    assert_eq!(misdirected_request(&h), "503", "the CA did not change: curl still trusts it");
+    assert_eq!(
+        misdirected_request(&h),
+        "503",
+        "the CA did not change: curl still trusts it"
+    );
 
-    let (status, body) = api(&h, "PUT", "/scenario", &["--data-binary", r#"{"hosts": [{"names": ["a.test"], "certificate": "nope"}]}"#]);
+    let (status, body) = api(
+        &h,
+        "PUT",
+        "/scenario",
+        &[
+            "--data-binary",
+            r#"{"hosts": [{"names": ["a.test"], "certificate": "nope"}]}"#,
+        ],
+    );
     assert_eq!(status, 400);
     assert_eq!(
         json(&body)["problems"],
-        serde_json::json!([r#"hosts[0].certificate: no certificate named "nope" (none are defined)"#])
+        serde_json::json!([
+            r#"hosts[0].certificate: no certificate named "nope" (none are defined)"#
+        ])
     );
     let moved = SCENARIO.replace(r#""hosts""#, r#""listeners": [{"name": "other"}], "hosts""#);
     let (status, body) = api(&h, "PUT", "/scenario", &["--data-binary", &moved]);
     assert_eq!(status, 409, "{body}");
-    assert!(json(&body)["error"].as_str().is_some_and(|e| e.contains("keep the listeners")));
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("keep the listeners"))
+    );
 }
 
 #[test]
@@ -151,8 +225,26 @@ fn a_token_guards_everything_but_health() {
     let (status, body) = api(&h, "GET", "/journal", &[]);
     assert_eq!(status, 401);
     assert!(body.contains("Authorization: Bearer"));
-    assert_eq!(api(&h, "GET", "/journal", &["-H", "Authorization: Bearer wrong"]).0, 401);
-    assert_eq!(api(&h, "GET", "/journal", &["-H", "Authorization: Bearer s3cret"]).0, 200);
+    assert_eq!(
+        api(
+            &h,
+            "GET",
+            "/journal",
+            &["-H", "Authorization: Bearer wrong"]
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        api(
+            &h,
+            "GET",
+            "/journal",
+            &["-H", "Authorization: Bearer s3cret"]
+        )
+        .0,
+        200
+    );
 }
 
 #[test]
@@ -169,5 +261,8 @@ fn a_remote_control_address_needs_an_explicit_flag() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(err.contains("--control 0.0.0.0:0: not a loopback address; add --control-allow-remote"), "{err}");
+    assert!(
+        err.contains("--control 0.0.0.0:0: not a loopback address; add --control-allow-remote"),
+        "{err}"
+    );
 }

@@ -61,9 +61,15 @@ fn a_command_that_sends_nothing_fails_every_bundled_scenario() {
         let (output, _dir) = run(&scenario, &[], &["true"]);
         let text = stdout(&output);
         assert_eq!(output.status.code(), Some(1), "{scenario}: {text}");
-        assert!(text.contains("command \"true\" succeeded"), "{scenario}: {text}");
+        assert!(
+            text.contains("command \"true\" succeeded"),
+            "{scenario}: {text}"
+        );
         assert!(text.contains("verdict: FAIL"), "{scenario}: {text}");
-        assert!(text.contains("NOT EXERCISED") || text.contains("FAIL "), "{scenario}: {text}");
+        assert!(
+            text.contains("NOT EXERCISED") || text.contains("FAIL "),
+            "{scenario}: {text}"
+        );
     }
 }
 
@@ -83,7 +89,10 @@ fn curl_never_retries_a_421_and_the_verdict_says_so() {
         text.contains("FAIL           retried_on_new_connection (b.test)  GET https://b.test/style.css got 421 on connection 1 (SNI a.test) and was never retried on another connection"),
         "{text}"
     );
-    assert!(text.contains("verdict: FAIL (3 passed, 1 failed, 0 not exercised)"), "{text}");
+    assert!(
+        text.contains("verdict: FAIL (3 passed, 1 failed, 0 not exercised)"),
+        "{text}"
+    );
 }
 
 fn python_client(mode: &str) -> Option<Vec<String>> {
@@ -103,10 +112,19 @@ fn a_python_h2_client_that_retries_correctly_passes() {
         return;
     };
     let args: Vec<&str> = client.iter().map(String::as_str).collect();
-    for scenario in ["coalescing-wrong-server.json", "retry-post-body.json", "always-421.json"] {
+    for scenario in [
+        "coalescing-wrong-server.json",
+        "retry-post-body.json",
+        "always-421.json",
+    ] {
         let (output, _dir) = run(scenario, &[], &args);
         let text = stdout(&output);
-        assert_eq!(output.status.code(), Some(0), "{scenario}: {text}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{scenario}: {text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert!(text.contains("verdict: PASS"), "{scenario}: {text}");
         assert!(!text.contains("FAIL"), "{scenario}: {text}");
     }
@@ -122,7 +140,10 @@ fn a_python_client_retrying_on_the_same_connection_fails_two_expectations() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("FAIL           no_retry_on_same_connection         GET https://b.test/style.css got 421 on connection 1 (SNI a.test) and was retried on the same connection"), "{text}");
-    assert!(text.contains("retried only on the same connection"), "{text}");
+    assert!(
+        text.contains("retried only on the same connection"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -134,8 +155,14 @@ fn a_client_that_keeps_coalescing_after_a_421_fails_stopped_coalescing() {
     let (output, _dir) = run("coalescing-wrong-server.json", &[], &args);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(text.contains("FAIL           stopped_coalescing (b.test)"), "{text}");
-    assert!(text.contains("yet b.test was later sent on connection 1 (SNI a.test) again"), "{text}");
+    assert!(
+        text.contains("FAIL           stopped_coalescing (b.test)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("yet b.test was later sent on connection 1 (SNI a.test) again"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -152,8 +179,14 @@ fn the_report_files_hold_the_verdict_and_the_journal() {
     )
     .expect("JSON");
     assert_eq!(report["passed"], true);
-    assert_eq!(report["command"], serde_json::json!({"outcome": "exited", "code": 0}));
-    assert_eq!(report["verdict"]["checks"].as_array().map(Vec::len), Some(4));
+    assert_eq!(
+        report["command"],
+        serde_json::json!({"outcome": "exited", "code": 0})
+    );
+    assert_eq!(
+        report["verdict"]["checks"].as_array().map(Vec::len),
+        Some(4)
+    );
     let requests = report["events"]
         .as_array()
         .expect("events")
@@ -169,11 +202,18 @@ fn the_report_files_hold_the_verdict_and_the_journal() {
 #[test]
 fn a_command_that_hangs_is_killed_at_the_timeout_and_fails_the_run() {
     let started = std::time::Instant::now();
-    let (output, _dir) = run("always-421.json", &["--timeout-secs", "1", "--allow-not-exercised"], &["sleep", "30"]);
+    let (output, _dir) = run(
+        "always-421.json",
+        &["--timeout-secs", "1", "--allow-not-exercised"],
+        &["sleep", "30"],
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(text.contains("command \"sleep\" timed out after 1 s and was killed"), "{text}");
+    assert!(
+        text.contains("command \"sleep\" timed out after 1 s and was killed"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -199,10 +239,22 @@ fn the_command_sees_the_harness_in_its_environment() {
         get("MISDIRECT_CURL_RESOLVE"),
         format!("--resolve a.test:{port}:127.0.0.1 --resolve b.test:{port}:127.0.0.1")
     );
-    assert_eq!(get("MISDIRECT_HOST_RESOLVER_RULES"), "MAP a.test 127.0.0.1,MAP b.test 127.0.0.1");
-    assert_eq!(get("MISDIRECT_BROWSER_URL"), format!("https://a.test:{port}/_misdirect/client"));
+    assert_eq!(
+        get("MISDIRECT_HOST_RESOLVER_RULES"),
+        "MAP a.test 127.0.0.1,MAP b.test 127.0.0.1"
+    );
+    assert_eq!(
+        get("MISDIRECT_BROWSER_URL"),
+        format!("https://a.test:{port}/_misdirect/client")
+    );
     assert!(get("MISDIRECT_CONTROL_URL").starts_with("http://127.0.0.1:"));
     let plan: Value = serde_json::from_str(&get("MISDIRECT_PLAN")).expect("plan JSON");
-    assert_eq!(plan["steps"][1]["request"]["url_with_port"], format!("https://b.test:{port}/style.css"));
-    assert_eq!(plan["steps"][1]["request"]["connect"], format!("127.0.0.1:{port}"));
+    assert_eq!(
+        plan["steps"][1]["request"]["url_with_port"],
+        format!("https://b.test:{port}/style.css")
+    );
+    assert_eq!(
+        plan["steps"][1]["request"]["connect"],
+        format!("127.0.0.1:{port}")
+    );
 }

@@ -246,3 +246,53 @@ pub fn python_with_h2(test: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// A command that runs `program args…` inside a new network namespace with only loopback
+/// up, so that a browser's own background traffic cannot leave the machine. Needs root (as
+/// CI has); `None` (after saying so) where namespaces cannot be made.
+pub fn in_loopback_namespace(test: &str, program: &str, args: &[&str]) -> Option<Command> {
+    let probe = Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !probe {
+        if std::env::var_os("MISDIRECT_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+            panic!(
+                "{test}: cannot make a loopback-only network namespace (`unshare -n` needs root and util-linux, `ip` needs iproute2)"
+            );
+        }
+        eprintln!(
+            "SKIP {test}: cannot make a loopback-only network namespace (run as root with util-linux and iproute2)"
+        );
+        return None;
+    }
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "-n",
+            "sh",
+            "-c",
+            r#"ip link set lo up && exec "$@""#,
+            "sh",
+            program,
+        ])
+        .args(args);
+    Some(command)
+}
+
+/// Flags that keep headless Chromium quiet and self-contained.
+pub fn chromium_flags(profile: &Path) -> Vec<String> {
+    vec![
+        "--headless".into(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ]
+}
