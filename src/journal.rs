@@ -91,6 +91,15 @@ pub enum EventKind {
         /// What failed.
         error: String,
     },
+    /// An HTTP/2 stream was refused (RST_STREAM REFUSED_STREAM) without reaching the engine.
+    StreamRefused {
+        /// Connection id.
+        connection: u64,
+        /// Stream id.
+        stream: u32,
+        /// Why.
+        reason: String,
+    },
     /// A GOAWAY frame was sent.
     GoawaySent {
         /// Connection id.
@@ -222,11 +231,12 @@ impl Journal {
     /// Records an event; returns its sequence number. Each line is flushed to the file at
     /// once, so a killed server loses nothing already recorded.
     pub fn record(&self, kind: EventKind) -> u64 {
+        let mut inner = self.lock();
+        // Read the clocks under the lock, so that time follows the sequence numbers.
         let elapsed_ms = (self.now_ms() * 1000.0).round() / 1000.0;
         let time = OffsetDateTime::now_utc()
             .format(&Rfc3339)
             .unwrap_or_default();
-        let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let event = Event {

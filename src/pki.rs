@@ -181,7 +181,10 @@ impl Pki {
     pub fn write(&self, dir: &Path) -> Result<Manifest, PkiError> {
         fs::create_dir_all(dir).map_err(|source| PkiError::Io {
             path: dir.to_owned(),
-            source,
+            source: std::io::Error::new(
+                source.kind(),
+                format!("cannot create the certificate folder (--certs-dir / --out): {source}"),
+            ),
         })?;
         let ca_cert = dir.join(CA_CERT_FILE);
         let ca_key = dir.join(CA_KEY_FILE);

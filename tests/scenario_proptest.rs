@@ -187,7 +187,7 @@ fn host(index: usize, listeners: usize) -> impl Strategy<Value = HostSpec> {
         prop::collection::vec(
             (
                 prop::sample::select(vec!["*", "/", "/a", "/static/*"]),
-                100u16..600,
+                200u16..600,
                 opt("[a-z ]{0,10}"),
             ),
             0..3,

@@ -74,7 +74,9 @@ const SIGNALS: &str = r#"{
   "rules": [
     {"name": "refuse", "when": {"path": "/reset"}, "action": {"reset_stream": {"code": "REFUSED_STREAM"}}},
     {"name": "calm-down", "when": {"path": "/goaway"}, "action": {"goaway": {"code": "ENHANCE_YOUR_CALM"}}},
-    {"name": "drain", "when": {"path": "/drain"}, "action": {"goaway": {"graceful": true}}}
+    {"name": "drain", "when": {"path": "/drain"}, "action": {"goaway": {"graceful": true}}},
+    {"name": "slow", "when": {"path": "/slow"}, "delay_ms": 400, "action": {"respond": {"status": 200}}},
+    {"name": "late", "when": {"path": "/late"}, "delay_ms": 150, "action": {"respond": {"status": 200}}}
   ]
 }"#;
 
@@ -162,4 +164,68 @@ fn a_graceful_goaway_answers_the_request_and_drains_over_h2c() {
     assert_eq!(req["scheme"], "http");
     assert_eq!(req["status"], 200);
     assert_eq!(events_of(&events, "goaway_sent")[0]["graceful"], true);
+}
+
+#[test]
+fn an_immediate_goaway_lets_lower_streams_finish_and_refuses_higher_ones() {
+    if !have_tool(
+        "nghttp_goaway_streams",
+        "nghttp",
+        "the Debian package `nghttp2-client`",
+    ) {
+        return;
+    }
+    let h = Harness::start(SIGNALS);
+    let base = format!("https://127.0.0.1:{}", h.port("main"));
+    let (slow, goaway, late) = (
+        format!("{base}/slow"),
+        format!("{base}/goaway"),
+        format!("{base}/late"),
+    );
+    // nghttp sends the three requests at once on one connection: streams 1, 3 and 5.
+    let (_, out, err) = run(
+        "nghttp",
+        &[
+            "-nv",
+            "--no-dep",
+            "-H",
+            ":authority: a.test",
+            &slow,
+            &goaway,
+            &late,
+        ],
+    );
+    let out = format!("{out}{err}");
+    assert!(
+        out.contains("recv (stream_id=1) :status: 200"),
+        "the stream below finishes: {out}"
+    );
+    assert!(
+        out.contains("recv RST_STREAM frame <length=4, flags=0x00, stream_id=5>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("last_stream_id=1, error_code=ENHANCE_YOUR_CALM(0x0b)"),
+        "{out}"
+    );
+    let goaway_at = out.find("recv GOAWAY").expect("GOAWAY received");
+    let slow_at = out.find("recv (stream_id=1) :status: 200").expect("answer");
+    assert!(
+        slow_at < goaway_at,
+        "the GOAWAY comes after the lower stream's answer"
+    );
+
+    let events = h.journal_until(|e| !events_of(e, "connection_closed").is_empty());
+    let refused = events_of(&events, "stream_refused");
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(refused[0]["stream"], 5);
+    let answered: Vec<_> = requests(&events)
+        .iter()
+        .map(|r| (r["stream"].clone(), r["path"].clone()))
+        .collect();
+    assert!(
+        answered.contains(&(1.into(), "/slow".into()))
+            && answered.contains(&(3.into(), "/goaway".into()))
+    );
+    assert_eq!(events_of(&events, "goaway_sent")[0]["last_stream_id"], 1);
 }

@@ -11,8 +11,33 @@ use common::{Harness, events_of, have_tool, requests, run};
 const SCENARIO: &str = r#"{
   "certificates": [{"name": "c", "sans": ["a.test"]}],
   "listeners": [{"name": "main"}, {"name": "clear", "tls": false}],
-  "hosts": [{"names": ["a.test"], "certificate": "c"}]
+  "hosts": [{"names": ["a.test"], "certificate": "c"}],
+  "rules": [
+    {"name": "empty", "when": {"path": "/empty"}, "action": {"respond": {"status": 204}}},
+    {"name": "slow", "when": {"path": "/slow"}, "delay_ms": 500, "action": {"respond": {"status": 200}}}
+  ]
 }"#;
+
+fn curl_a(h: &Harness, extra: &[&str], path: &str) -> (Option<i32>, String, String) {
+    let port = h.port("main");
+    let resolve = format!("a.test:{port}:127.0.0.1");
+    let url = format!("https://a.test:{port}{path}");
+    let ca = h.ca();
+    let mut args = vec![
+        "-sS",
+        "--cacert",
+        ca.to_str().expect("utf-8"),
+        "--resolve",
+        &resolve,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    run("curl", &args)
+}
 
 fn closed_reasons(events: &[serde_json::Value]) -> Vec<String> {
     events_of(events, "connection_closed")
@@ -163,4 +188,56 @@ fn http2_clients_are_told_the_stream_and_header_limits() {
         out.contains("[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):65536]"),
         "{out}"
     );
+}
+
+#[test]
+fn head_requests_and_204_carry_no_content_over_http2() {
+    if !have_tool("head_204", "curl", "the Debian package `curl`") {
+        return;
+    }
+    let h = Harness::start(SCENARIO);
+    let (code, out, err) = curl_a(&h, &["--http2", "-I"], "/");
+    assert_eq!((code, out.as_str()), (Some(0), "200"), "{err}");
+    let (code, out, err) = curl_a(&h, &["--http2"], "/empty");
+    assert_eq!((code, out.as_str()), (Some(0), "204"), "{err}");
+    let events = h.journal_until(|e| requests(e).len() >= 2);
+    assert!(
+        events_of(&events, "response_failed").is_empty(),
+        "{events:#?}"
+    );
+}
+
+#[test]
+fn a_stalled_request_body_gets_408_after_the_idle_timeout() {
+    if !have_tool("stalled_body", "curl", "the Debian package `curl`") {
+        return;
+    }
+    let h = Harness::start_with(SCENARIO, &["--idle-timeout-secs", "1"]);
+    let port = h.port("main");
+    let script = format!(
+        "sleep 3 | curl -sS --http2 --cacert {} --resolve a.test:{port}:127.0.0.1 -T - -o /dev/null -w '%{{http_code}}' https://a.test:{port}/upload",
+        h.ca().display()
+    );
+    let started = std::time::Instant::now();
+    let (_, out, _) = run("sh", &["-c", &script]);
+    assert_eq!(out, "408");
+    let events = h.journal_until(|e| !requests(e).is_empty());
+    let req = requests(&events)[0];
+    assert_eq!(req["status"], 408);
+    assert_eq!(req["error"], "no request body data for 1s");
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn an_http11_client_that_leaves_during_a_delay_is_still_journaled() {
+    let h = Harness::start(SCENARIO);
+    let mut gone = TcpStream::connect(("127.0.0.1", h.port("clear"))).expect("connects");
+    gone.write_all(b"GET /slow HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .expect("writes");
+    std::thread::sleep(Duration::from_millis(100));
+    drop(gone);
+    let events = h.journal_until(|e| !requests(e).is_empty());
+    let reqs = requests(&events);
+    assert_eq!(reqs.len(), 1, "{events:#?}");
+    assert_eq!(reqs[0]["path"], "/slow");
 }

@@ -29,20 +29,21 @@ pub struct ServerArgs {
     /// Log filter (tracing's env-filter syntax), e.g. `debug` or `misdirect=trace`.
     #[arg(long, default_value = "info", env = "MISDIRECT_LOG")]
     pub log: String,
-    /// Seconds a client has to finish the TLS handshake.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds a client has to finish the TLS handshake (1 to 86400).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub handshake_timeout_secs: u64,
-    /// Seconds without a request after which a connection is closed.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds without a request (or request body data) after which a connection is closed
+    /// (1 to 86400).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_secs: u64,
-    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients.
-    #[arg(long, default_value_t = 100)]
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients (1 to 10000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_concurrent_streams: u32,
     /// Largest request body accepted (bytes); larger ones get 413.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: u64,
-    /// Seconds in-flight requests get to finish on shutdown.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds in-flight requests get to finish on shutdown (0 to 3600).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub shutdown_grace_secs: u64,
     /// Address of the control API (HTTP/1.1 + JSON); port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0", env = "MISDIRECT_CONTROL")]
@@ -105,11 +106,11 @@ pub struct ServeArgs {
 pub struct RunArgs {
     /// The scenario file.
     pub file: PathBuf,
-    /// Kill the command after this many seconds (the run then fails).
-    #[arg(long, default_value_t = 120)]
+    /// Kill the command after this many seconds (the run then fails; 1 to 86400).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout_secs: u64,
-    /// After the command exits, wait until the journal has been quiet this long.
-    #[arg(long, default_value_t = 250)]
+    /// After the command exits, wait until the journal has been quiet this long (0 to 60000).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub settle_ms: u64,
     /// Let expectations that nothing exercised pass (by default they fail the run).
     #[arg(long)]

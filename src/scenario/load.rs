@@ -169,7 +169,11 @@ fn issue_from(prefix: Option<&str>, err: serde_path_to_error::Error<serde_json::
         (Some(prefix), inner) if inner.starts_with('[') => format!("{prefix}{inner}"),
         (Some(prefix), inner) => format!("{prefix}.{inner}"),
     };
-    Issue::new(path, strip_position(&err.into_inner().to_string()))
+    let message = strip_position(&err.into_inner().to_string())
+        .replace("expected u64", "expected a whole number ≥ 0")
+        .replace("expected u16", "expected a whole number from 0 to 65535")
+        .replace("expected f64", "expected a number");
+    Issue::new(path, message)
 }
 
 /// Finds every structural (type-level) problem: top-level fields first, then each element of

@@ -178,7 +178,9 @@ pub struct ListenerSpec {
     /// TLS (with SNI and ALPN) or cleartext (h2c by prior knowledge, and HTTP/1.1).
     #[serde(default = "default_true")]
     pub tls: bool,
-    /// ALPN protocols offered, in preference order.
+    /// ALPN protocols offered on TLS, in preference order. A client that sends no ALPN gets
+    /// HTTP/1.1 if it is offered, else the connection is closed. Cleartext listeners speak
+    /// both h2c (prior knowledge) and HTTP/1.1 and ignore this.
     #[serde(default = "default_alpn")]
     pub alpn: Vec<Alpn>,
     /// What the TLS handshake presents when the client's SNI names no host of this listener.
@@ -247,7 +249,7 @@ impl Alpn {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SniFallback {
-    /// Fail the handshake (`unrecognized_name` alert).
+    /// Fail the handshake (rustls sends an `access_denied` alert).
     #[default]
     Reject,
     /// Present this named certificate (it may deliberately not cover the name).
@@ -629,7 +631,7 @@ pub struct StoppedCoalescing {
 }
 
 fn default_grace_ms() -> u64 {
-    1
+    0
 }
 
 /// A required authority.

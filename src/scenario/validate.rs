@@ -402,10 +402,12 @@ fn check_path_pattern(pattern: &str, path: &str, out: &mut Outcome) {
 }
 
 fn check_status(status: u16, path: &str, out: &mut Outcome) {
-    if !(100..=599).contains(&status) {
+    if !(200..=599).contains(&status) {
         out.error(
             path,
-            format!("{status} is not an HTTP status code (100 to 599)"),
+            format!(
+                "{status} is not a final HTTP status code (200 to 599; 1xx are interim answers a harness cannot end a request with)"
+            ),
         );
     }
 }

@@ -49,6 +49,8 @@ pub(crate) struct ConnCtx {
     pub requests: AtomicU64,
     /// Cancelled when the connection ends (delayed actions stop waiting).
     pub closed: CancellationToken,
+    /// Streams above this id are refused (an immediate GOAWAY is on its way).
+    pub refuse_above: std::sync::atomic::AtomicU32,
 }
 
 /// Serves one accepted TCP connection to its end.
@@ -111,25 +113,35 @@ async fn serve_tls(
         (format!("tls handshake failed: {reason}"), 0)
     };
     let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
-    let start = match tokio::time::timeout(timeout, acceptor).await {
+    // A shutdown does not wait for handshakes: they end with it.
+    let start = tokio::select! {
+        start = tokio::time::timeout(timeout, acceptor) => start,
+        () = shared.shutdown.cancelled() => return failed(None, "server shutting down".to_owned()),
+    };
+    let start = match start {
         Ok(Ok(start)) => start,
         Ok(Err(err)) => return failed(None, err.to_string()),
         Err(_) => return failed(None, format!("no ClientHello within {timeout:?}")),
     };
     let sni = start.client_hello().server_name().map(str::to_owned);
-    let tls_stream = match tokio::time::timeout(timeout, start.into_stream(config)).await {
+    let scenario = &active.scenario;
+    let certificate = scenario
+        .listener(&facts.listener)
+        .and_then(|spec| choose_certificate(scenario, spec, sni.as_deref()))
+        .map(str::to_owned);
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout(timeout, start.into_stream(config)) => handshake,
+        () = shared.shutdown.cancelled() => return failed(sni, "server shutting down".to_owned()),
+    };
+    let tls_stream = match handshake {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {
-            let reason = if err
-                .to_string()
-                .contains("no server certificate chain resolved")
-            {
-                format!(
+            let reason = match &certificate {
+                None => format!(
                     "no certificate for SNI {} on this listener (the scenario rejects it)",
                     sni.as_deref().unwrap_or("(none)")
-                )
-            } else {
-                err.to_string()
+                ),
+                Some(_) => err.to_string(),
             };
             return failed(sni, reason);
         }
@@ -144,11 +156,6 @@ async fn serve_tls(
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
         other => format!("{other:?}"),
     };
-    let scenario = &active.scenario;
-    let certificate = scenario
-        .listener(&facts.listener)
-        .and_then(|spec| choose_certificate(scenario, spec, sni.as_deref()))
-        .map(str::to_owned);
     facts.certificate_sans = certificate
         .as_deref()
         .and_then(|name| scenario.certificate(name))
@@ -162,10 +169,22 @@ async fn serve_tls(
         tls_version,
         certificate,
     });
-    let protocol = if alpn.as_deref() == Some("h2") {
-        Protocol::H2
-    } else {
-        Protocol::Http11
+    let protocol = match alpn.as_deref() {
+        Some("h2") => Protocol::H2,
+        Some(_) => Protocol::Http11,
+        None => {
+            let offers_http11 = scenario
+                .listener(&facts.listener)
+                .is_some_and(|l| l.alpn.contains(&crate::scenario::Alpn::Http11));
+            if !offers_http11 {
+                // RFC 9113 §3.2: h2 over TLS needs ALPN; this listener speaks nothing else.
+                return (
+                    "client negotiated no ALPN and this listener offers only h2".to_owned(),
+                    0,
+                );
+            }
+            Protocol::Http11
+        }
     };
     run_protocol(shared, facts, protocol, true, tls_stream).await
 }
@@ -221,6 +240,7 @@ where
         tls,
         requests: AtomicU64::new(0),
         closed: CancellationToken::new(),
+        refuse_above: std::sync::atomic::AtomicU32::new(u32::MAX),
     });
     let reason = match protocol {
         Protocol::H2 | Protocol::H2c => super::h2conn::serve(Arc::clone(&ctx), io).await,
@@ -272,6 +292,17 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl ConnCtx {
+    /// From now on, refuse streams above `last_stream_id`.
+    pub fn refuse_above(&self, last_stream_id: u32) {
+        self.refuse_above
+            .fetch_min(last_stream_id, Ordering::SeqCst);
+    }
+
+    /// Whether this stream is to be refused.
+    pub fn refused(&self, stream: u32) -> bool {
+        stream > self.refuse_above.load(Ordering::SeqCst)
+    }
+
     /// Counts the request and asks the engine.
     pub fn decide(&self, incoming: &Incoming) -> Decision {
         self.requests.fetch_add(1, Ordering::Relaxed);

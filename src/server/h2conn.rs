@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
-use h2::{Ping, Reason, RecvStream};
-use tokio::io::{AsyncRead, AsyncWrite};
+use h2::{Reason, RecvStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use super::connection::{ConnCtx, Done, Incoming, header_facts, normalize_authority, sha256_hex};
-use super::inject::{Injector, goaway_frame};
+use super::inject::{goaway_frame, track};
 use crate::engine::{Outcome, RequestFacts, Response};
 use crate::journal::EventKind;
 use crate::scenario::ErrorCode;
@@ -27,8 +27,9 @@ enum Command {
         rule: Option<String>,
         sent: tokio::sync::oneshot::Sender<()>,
     },
-    /// Send GOAWAY excluding the request's stream, then close. The unanswered stream's
-    /// `SendResponse` is held until then, so that h2 does not reset it first.
+    /// Refuse streams above `last_stream_id`, let those below finish, then send GOAWAY
+    /// excluding the request's stream, and close. The unanswered stream's `SendResponse` is
+    /// held until then, so that h2 does not reset it first.
     Abrupt {
         last_stream_id: u32,
         code: ErrorCode,
@@ -50,7 +51,7 @@ where
     let limits = ctx.shared.limits.clone();
     let journal = Arc::clone(&ctx.shared.journal);
     let id = ctx.facts.id;
-    let (io, inject) = Injector::new(io);
+    let (io, takeback) = track(io);
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -63,37 +64,39 @@ where
             Ok(Err(err)) => return format!("HTTP/2 handshake failed: {err}"),
             Err(_) => return "HTTP/2 handshake timed out".to_owned(),
         };
-    let mut ping = conn.ping_pong();
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
     let tasks = TaskTracker::new();
     let mut draining = false;
     let mut shutting_down = false;
-    let mut abrupt: Option<u64> = None;
+    // Set by an immediate GOAWAY rule: what to send once the streams below it are done.
+    let mut abrupt: Option<(u32, ErrorCode, Option<String>)> = None;
     // Held until the connection is dropped (see Command::Abrupt).
     let mut held: Vec<SendResponse<Bytes>> = Vec::new();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
     let grace = tokio::time::sleep(limits.shutdown_grace);
     tokio::pin!(grace);
+    let abrupt_deadline = tokio::time::sleep(limits.shutdown_grace);
+    tokio::pin!(abrupt_deadline);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
 
     let reason = loop {
         tokio::select! {
             accepted = conn.accept() => match accepted {
                 None if draining => break "drained after GOAWAY".to_owned(),
-                // After a rule's GOAWAY the client may well hang up first.
-                None | Some(Err(_)) if abrupt.is_some() => {
-                    break "closed after GOAWAY (rule)".to_owned();
-                }
+                None if abrupt.is_some() => break "client closed before the GOAWAY".to_owned(),
                 None => break "client closed".to_owned(),
                 Some(Err(err)) => break describe_h2_error(&err),
                 Some(Ok((request, respond))) => {
                     idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
-                    tasks.spawn(handle_request(Arc::clone(&ctx), request, respond, tx.clone()));
+                    // Stamped here, in arrival order, not when the task gets to run.
+                    let received_ms = journal.now_ms();
+                    tasks.spawn(handle_request(Arc::clone(&ctx), request, respond, tx.clone(), received_ms));
                 }
             },
             Some(command) = rx.recv() => match command {
                 Command::Graceful { rule, sent } => {
-                    if !draining {
+                    if !draining && abrupt.is_none() {
                         draining = true;
                         conn.graceful_shutdown();
                         journal.record(EventKind::GoawaySent {
@@ -109,19 +112,11 @@ where
                 Command::Abrupt { last_stream_id, code, rule, _unanswered } => {
                     held.push(_unanswered);
                     if abrupt.is_none() {
-                        let debug = format!("misdirect: rule {}", rule.as_deref().unwrap_or("?"));
-                        abrupt = Some(inject.push(goaway_frame(last_stream_id, code.value(), &debug), 1));
-                        // Make h2 write something so that the injector gets a frame boundary.
-                        if let Some(ping) = ping.as_mut() {
-                            let _ = ping.send_ping(Ping::opaque());
-                        }
-                        journal.record(EventKind::GoawaySent {
-                            connection: id,
-                            last_stream_id,
-                            code,
-                            graceful: false,
-                            rule,
-                        });
+                        ctx.refuse_above(last_stream_id);
+                        abrupt = Some((last_stream_id, code, rule));
+                        abrupt_deadline
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + limits.shutdown_grace);
                     }
                 }
                 Command::Close { rule, _unanswered } => {
@@ -129,8 +124,14 @@ where
                     break format!("closed by rule {}", rule.as_deref().unwrap_or("?"));
                 }
             },
-            () = wait_flushed(&inject, abrupt), if abrupt.is_some() => {
-                break "closed after GOAWAY (rule)".to_owned();
+            _ = tick.tick(), if abrupt.is_some() => {
+                // The streams below the GOAWAY's last-stream-id have finished.
+                if tasks.is_empty() {
+                    break "closed after GOAWAY (rule)".to_owned();
+                }
+            }
+            () = &mut abrupt_deadline, if abrupt.is_some() => {
+                break "closed after GOAWAY (rule); streams below it were cut off".to_owned();
             }
             () = &mut idle => {
                 if tasks.is_empty() {
@@ -141,7 +142,7 @@ where
             () = ctx.shared.shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
                 grace.as_mut().reset(tokio::time::Instant::now() + limits.shutdown_grace);
-                if !draining {
+                if !draining && abrupt.is_none() {
                     draining = true;
                     conn.graceful_shutdown();
                     journal.record(EventKind::GoawaySent {
@@ -156,7 +157,22 @@ where
             () = &mut grace, if shutting_down => break "shutdown grace period over".to_owned(),
         }
     };
+    if abrupt.is_some() {
+        // Let h2 write what it has queued (the answers of finished streams) before it goes.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            std::future::poll_fn(|cx| conn.poll_closed(cx).map(|_| ())),
+        )
+        .await;
+    }
     drop(conn);
+    let reason = match abrupt {
+        Some((last_stream_id, code, rule)) => {
+            send_goaway_and_close(&takeback, last_stream_id, code, rule, &journal, id).await;
+            reason
+        }
+        None => reason,
+    };
     drop(held);
     ctx.closed.cancel();
     // Request tasks whose connection is gone finish quickly (their sends fail); wait for
@@ -166,12 +182,48 @@ where
     reason
 }
 
-async fn wait_flushed(inject: &super::inject::InjectHandle, ticket: Option<u64>) {
-    if let Some(ticket) = ticket {
-        // Bounded: a peer that stopped reading must not keep the connection open.
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(1), inject.flushed(ticket)).await;
+/// Writes the rule's GOAWAY on the connection h2 has let go of, then closes it the polite
+/// way: write side first, then a short drain of what the client still sends, so that the
+/// close does not turn into a reset that could destroy the GOAWAY in flight.
+async fn send_goaway_and_close<T>(
+    takeback: &super::inject::Takeback<T>,
+    last_stream_id: u32,
+    code: ErrorCode,
+    rule: Option<String>,
+    journal: &crate::journal::Journal,
+    id: u64,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(mut io) = takeback.take_at_boundary() else {
+        tracing::warn!(
+            connection = id,
+            "h2 stopped inside a frame; the rule's GOAWAY cannot be sent"
+        );
+        return;
+    };
+    let debug = format!("misdirect: rule {}", rule.as_deref().unwrap_or("?"));
+    let frame = goaway_frame(last_stream_id, code.value(), &debug);
+    let written = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        io.write_all(&frame).await?;
+        io.flush().await?;
+        io.shutdown().await
+    })
+    .await;
+    if matches!(written, Ok(Ok(()))) {
+        journal.record(EventKind::GoawaySent {
+            connection: id,
+            last_stream_id,
+            code,
+            graceful: false,
+            rule,
+        });
     }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 fn describe_h2_error(err: &h2::Error) -> String {
@@ -192,9 +244,21 @@ async fn handle_request(
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     commands: mpsc::UnboundedSender<Command>,
+    received_ms: f64,
 ) {
-    let received_ms = ctx.shared.journal.now_ms();
     let stream_id: u32 = respond.stream_id().into();
+    if ctx.refused(stream_id) {
+        // Above the last-stream-id of a GOAWAY this connection is about to send: not
+        // processed (RFC 9113 §6.8), so the client may retry it elsewhere.
+        respond.send_reset(Reason::REFUSED_STREAM);
+        ctx.shared.journal.record(EventKind::StreamRefused {
+            connection: ctx.facts.id,
+            stream: stream_id,
+            reason: "above the last-stream-id of a GOAWAY".to_owned(),
+        });
+        return;
+    }
+    let head_request = request.method() == http::Method::HEAD;
     let (parts, body) = request.into_parts();
     let authority = parts
         .uri
@@ -213,7 +277,7 @@ async fn handle_request(
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
     let limit = ctx.shared.limits.max_body_bytes;
-    let (body_bytes, body_error) = read_body(body, limit).await;
+    let (body_bytes, body_error) = read_body(body, limit, ctx.shared.limits.idle_timeout).await;
     let incoming = Incoming {
         facts: RequestFacts {
             method: parts.method.as_str().to_owned(),
@@ -233,6 +297,8 @@ async fn handle_request(
     if let Some(error) = body_error {
         let status = if error.starts_with("request body over") {
             413
+        } else if error.starts_with("no request body data") {
+            408
         } else {
             400
         };
@@ -241,7 +307,7 @@ async fn handle_request(
         let response = plain(status, &format!("misdirect: {error}\n"));
         done.error = Some(error);
         ctx.journal_request(incoming, &decision, done);
-        send_or_record(&ctx, &mut respond, &response);
+        send_or_record(&ctx, &mut respond, &response, head_request);
         return;
     }
     if !ctx.delay(decision.delay_ms).await {
@@ -249,12 +315,22 @@ async fn handle_request(
         ctx.journal_request(incoming, &decision, done);
         return;
     }
+    if ctx.refused(stream_id) {
+        // An immediate GOAWAY excluding this stream went out while it waited.
+        respond.send_reset(Reason::REFUSED_STREAM);
+        ctx.shared.journal.record(EventKind::StreamRefused {
+            connection: ctx.facts.id,
+            stream: stream_id,
+            reason: "above the last-stream-id of a GOAWAY decided while it waited".to_owned(),
+        });
+        return;
+    }
     let rule = decision.rule.clone();
     match &decision.outcome {
         Outcome::Respond(response) => {
             done.status = Some(response.status);
             ctx.journal_request(incoming, &decision, done);
-            send_or_record(&ctx, &mut respond, response);
+            send_or_record(&ctx, &mut respond, response, head_request);
         }
         Outcome::Reset(code) => {
             done.reset_code = Some(*code);
@@ -275,7 +351,7 @@ async fn handle_request(
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(1), queued).await;
             }
             if let Some(response) = response {
-                send_or_record(&ctx, &mut respond, response);
+                send_or_record(&ctx, &mut respond, response, head_request);
             }
         }
         Outcome::Goaway {
@@ -304,8 +380,13 @@ async fn handle_request(
 
 /// Sends a response; a failure (the client reset the stream, the connection died) is
 /// journaled as its own event, since the request event is already written.
-fn send_or_record(ctx: &ConnCtx, respond: &mut SendResponse<Bytes>, response: &Response) {
-    if let Err(error) = send_response(respond, response) {
+fn send_or_record(
+    ctx: &ConnCtx,
+    respond: &mut SendResponse<Bytes>,
+    response: &Response,
+    head_request: bool,
+) {
+    if let Err(error) = send_response(respond, response, head_request) {
         ctx.shared.journal.record(EventKind::ResponseFailed {
             connection: ctx.facts.id,
             stream: Some(u32::from(respond.stream_id())),
@@ -314,10 +395,22 @@ fn send_or_record(ctx: &ConnCtx, respond: &mut SendResponse<Bytes>, response: &R
     }
 }
 
-/// Reads the whole body, returning capacity to the peer as it goes, up to `limit` bytes.
-async fn read_body(mut body: RecvStream, limit: u64) -> (Bytes, Option<String>) {
+/// Reads the whole body, returning capacity to the peer as it goes, up to `limit` bytes,
+/// waiting at most `patience` for each piece.
+async fn read_body(
+    mut body: RecvStream,
+    limit: u64,
+    patience: std::time::Duration,
+) -> (Bytes, Option<String>) {
     let mut buf = BytesMut::new();
-    while let Some(chunk) = body.data().await {
+    loop {
+        let Ok(chunk) = tokio::time::timeout(patience, body.data()).await else {
+            return (
+                buf.freeze(),
+                Some(format!("no request body data for {patience:?}")),
+            );
+        };
+        let Some(chunk) = chunk else { break };
         match chunk {
             Ok(data) => {
                 let _ = body.flow_control().release_capacity(data.len());
@@ -352,19 +445,31 @@ fn plain(status: u16, body: &str) -> Response {
     }
 }
 
+/// Whether a response with this status may carry content (RFC 9110 §15.3.5, §15.4.5).
+pub(crate) fn status_has_body(status: u16) -> bool {
+    !matches!(status, 204 | 304)
+}
+
 /// Builds the response head for both protocols.
 pub(crate) fn response_head(response: &Response) -> Result<http::Response<()>, String> {
     let mut builder = http::Response::builder().status(response.status);
     for (name, value) in &response.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    builder = builder.header(http::header::CONTENT_LENGTH, response.body.len());
+    if status_has_body(response.status) {
+        builder = builder.header(http::header::CONTENT_LENGTH, response.body.len());
+    }
     builder.body(()).map_err(|e| format!("bad response: {e}"))
 }
 
-fn send_response(respond: &mut SendResponse<Bytes>, response: &Response) -> Result<(), String> {
+fn send_response(
+    respond: &mut SendResponse<Bytes>,
+    response: &Response,
+    head_request: bool,
+) -> Result<(), String> {
     let head = response_head(response)?;
-    let end = response.body.is_empty();
+    // RFC 9110 §6.4.1: no content in answers to HEAD, and none in 204 or 304.
+    let end = response.body.is_empty() || head_request || !status_has_body(response.status);
     let mut stream = respond
         .send_response(head, end)
         .map_err(|e| format!("sending the response failed: {e}"))?;

@@ -13,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 use super::connection::{ConnCtx, Done, Incoming, header_facts, normalize_authority, sha256_hex};
 use super::h2conn::response_head;
@@ -31,10 +32,22 @@ where
     let limits = ctx.shared.limits.clone();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let service_ctx = Arc::clone(&ctx);
+    // hyper drops a handler whose client went away; running it as its own task means every
+    // request is still journaled.
+    let tasks = TaskTracker::new();
+    let service_tasks = tasks.clone();
     let service = service_fn(move |request| {
-        let ctx = Arc::clone(&service_ctx);
-        let tx = tx.clone();
-        async move { handle_request(ctx, request, tx).await }
+        let task = service_tasks.spawn(handle_request(
+            Arc::clone(&service_ctx),
+            request,
+            tx.clone(),
+        ));
+        async move {
+            match task.await {
+                Ok(result) => result,
+                Err(err) => Err(EndConnection(format!("request handler failed: {err}"))),
+            }
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -69,6 +82,8 @@ where
         }
     };
     ctx.closed.cancel();
+    tasks.close();
+    let _ = tokio::time::timeout(limits.shutdown_grace, tasks.wait()).await;
     reason
 }
 
@@ -81,12 +96,18 @@ async fn handle_request(
 ) -> HandlerResult {
     let received_ms = ctx.shared.journal.now_ms();
     let (parts, body) = request.into_parts();
+    // RFC 9112 §3.2.2: an absolute-form target's authority wins over Host.
     let authority = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     let path = parts
         .uri
@@ -121,6 +142,8 @@ async fn handle_request(
     if let Some(error) = body_error {
         let status = if error.starts_with("request body over") {
             413
+        } else if error.starts_with("no request body data") {
+            408
         } else {
             400
         };

@@ -103,7 +103,9 @@ pub enum ServeError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// A listener could not be bound.
-    #[error("listener {listener:?}: cannot bind {address}: {source}")]
+    #[error(
+        "listener {listener:?}: cannot bind {address}: {source} (is another process using that port? port 0 picks a free one)"
+    )]
     Bind {
         /// Which listener.
         listener: String,
@@ -113,7 +115,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// The journal file could not be created.
-    #[error("journal {path}: {source}")]
+    #[error("--journal {path}: cannot create the file: {source} (does its folder exist?)")]
     Journal {
         /// The file.
         path: PathBuf,
