@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Event, EventKind, RequestEvent};
-use crate::scenario::{CountRange, Expectation, name_matches};
+use crate::scenario::{CountRange, ErrorCode, Expectation, Signal, name_matches};
 
 /// Paths under this prefix are the harness's own (the browser client page); expectations
 /// ignore them.
@@ -145,9 +145,14 @@ fn label(expectation: &Expectation) -> String {
         },
     };
     match expectation {
-        Expectation::RetriedOnNewConnection(e) => {
-            with("retried_on_new_connection", e.authority.as_deref())
-        }
+        Expectation::RetriedOnNewConnection(e) => with(
+            &format!("retried_on_new_connection{}", after_label(e.after)),
+            e.authority.as_deref(),
+        ),
+        Expectation::Retried(e) => with(
+            &format!("retried{}", after_label(e.after)),
+            e.authority.as_deref(),
+        ),
         Expectation::NoRetryOnSameConnection(e) => {
             with("no_retry_on_same_connection", e.authority.as_deref())
         }
@@ -160,6 +165,23 @@ fn label(expectation: &Expectation) -> String {
         Expectation::RetrySameBody(e) => with("retry_same_body", e.authority.as_deref()),
         Expectation::Connections(r) => format!("connections {}", range(r)),
         Expectation::Requests(r) => format!("requests {}", range(r)),
+    }
+}
+
+fn after_label(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Misdirected => "",
+        Signal::RefusedStream => " after refused_stream",
+        Signal::Goaway => " after goaway",
+    }
+}
+
+/// How a signal reads in an explanation: "got 421", "got RST_STREAM REFUSED_STREAM", …
+fn signal_words(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Misdirected => "421",
+        Signal::RefusedStream => "RST_STREAM REFUSED_STREAM",
+        Signal::Goaway => "an immediate GOAWAY",
     }
 }
 
@@ -191,6 +213,14 @@ impl Req<'_> {
 
     fn misdirected(&self) -> bool {
         self.event.status == Some(421)
+    }
+
+    fn got(&self, signal: Signal) -> bool {
+        match signal {
+            Signal::Misdirected => self.misdirected(),
+            Signal::RefusedStream => self.event.reset_code == Some(ErrorCode::RefusedStream),
+            Signal::Goaway => self.event.action == "goaway" && self.event.status.is_none(),
+        }
     }
 
     /// On a connection opened for another name than the one requested.
@@ -245,7 +275,10 @@ impl<'a> Run<'a> {
     fn check(&self, expectation: &Expectation) -> Outcome {
         match expectation {
             Expectation::RetriedOnNewConnection(e) => {
-                self.retried_on_new_connection(e.authority.as_deref(), e.within_ms as f64)
+                self.retried(e.authority.as_deref(), e.within_ms as f64, e.after, true)
+            }
+            Expectation::Retried(e) => {
+                self.retried(e.authority.as_deref(), e.within_ms as f64, e.after, false)
             }
             Expectation::NoRetryOnSameConnection(e) => {
                 self.no_retry_on_same_connection(e.authority.as_deref())
@@ -268,13 +301,13 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The first 421 of each request (method, authority, path), in journal order: later 421s
-    /// of the same request are retries that were themselves misdirected.
-    fn first_421s(&self, authority: Option<&str>) -> Vec<&Req<'a>> {
+    /// The first signalled attempt of each request (method, authority, path), in journal
+    /// order: later ones are retries that were themselves signalled.
+    fn first_signalled(&self, authority: Option<&str>, signal: Signal) -> Vec<&Req<'a>> {
         let mut seen = BTreeMap::new();
         self.requests
             .iter()
-            .filter(|r| r.misdirected() && r.for_authority(authority))
+            .filter(|r| r.got(signal) && r.for_authority(authority))
             .filter(|r| seen.insert(r.key(), ()).is_none())
             .collect()
     }
@@ -286,19 +319,26 @@ impl<'a> Run<'a> {
             .filter(move |r| r.seq > original.seq && r.key() == original.key())
     }
 
-    fn retried_on_new_connection(&self, authority: Option<&str>, within_ms: f64) -> Outcome {
-        let originals = self.first_421s(authority);
+    fn retried(
+        &self,
+        authority: Option<&str>,
+        within_ms: f64,
+        signal: Signal,
+        new_connection: bool,
+    ) -> Outcome {
+        let words = signal_words(signal);
+        let originals = self.first_signalled(authority, signal);
         if originals.is_empty() {
-            return not_exercised("no request got 421", authority);
+            return not_exercised(&format!("no request got {words}"), authority);
         }
         let mut evidence = Vec::new();
         for original in &originals {
             let same_body = |r: &&Req<'_>| r.event.body_sha256 == original.event.body_sha256;
-            let elsewhere = self
+            let retry = self
                 .later_attempts(original)
                 .filter(same_body)
-                .find(|r| r.event.connection != original.event.connection);
-            match elsewhere {
+                .find(|r| !new_connection || r.event.connection != original.event.connection);
+            match retry {
                 Some(retry) if retry.event.received_ms - original.answered_ms() <= within_ms => {
                     evidence.extend([original.seq, retry.seq]);
                 }
@@ -306,7 +346,7 @@ impl<'a> Run<'a> {
                     return (
                         Status::Fail,
                         format!(
-                            "{} got 421 on {} and was retried on {} only after {:.0} ms (within_ms {within_ms:.0})",
+                            "{} got {words} on {} and was retried on {} only after {:.0} ms (within_ms {within_ms:.0})",
                             original.url(),
                             original.on(),
                             retry.on(),
@@ -320,14 +360,19 @@ impl<'a> Run<'a> {
                         .later_attempts(original)
                         .find(|r| r.event.connection == original.event.connection);
                     let explanation = match same {
-                        Some(r) => format!(
-                            "{} got 421 on {} and was retried only on the same connection (seq {})",
+                        Some(r) if new_connection => format!(
+                            "{} got {words} on {} and was retried only on the same connection (seq {})",
                             original.url(),
                             original.on(),
                             r.seq
                         ),
-                        None => format!(
-                            "{} got 421 on {} and was never retried on another connection",
+                        _ if new_connection => format!(
+                            "{} got {words} on {} and was never retried on another connection",
+                            original.url(),
+                            original.on()
+                        ),
+                        _ => format!(
+                            "{} got {words} on {} and was never retried",
                             original.url(),
                             original.on()
                         ),
@@ -337,10 +382,15 @@ impl<'a> Run<'a> {
             }
         }
         let first = originals[0];
+        let place = if new_connection {
+            " on a new connection"
+        } else {
+            ""
+        };
         (
             Status::Pass,
             format!(
-                "{} misdirected request(s) retried on a new connection, e.g. {} (421 on {})",
+                "{} request(s) that got {words} retried{place}, e.g. {} ({words} on {})",
                 originals.len(),
                 first.url(),
                 first.on()
@@ -500,7 +550,7 @@ impl<'a> Run<'a> {
     }
 
     fn retry_same_body(&self, authority: Option<&str>) -> Outcome {
-        let originals = self.first_421s(authority);
+        let originals = self.first_signalled(authority, Signal::Misdirected);
         let mut compared = Vec::new();
         for original in &originals {
             for retry in self.later_attempts(original) {

@@ -7,8 +7,8 @@ use misdirect::scenario::{
     self, Action, Alpn, AuthorityFilter, AuthorityName, CaSpec, CertificateSpec, ClientPlan,
     ClientStep, CountRange, ErrorCode, Expectation, GoawayAction, HeaderMatch, HostSpec, Issuer,
     KeyType, Limit, ListenerSpec, Matcher, MaxAttempts, PlannedRequest, ResetAction, RespondAction,
-    ResponseSpec, RetryExpectation, RuleSpec, Scenario, SniFallback, StoppedCoalescing, TimeSpec,
-    Validity,
+    ResponseSpec, RetryExpectation, RuleSpec, Scenario, Signal, SniFallback, StoppedCoalescing,
+    TimeSpec, Validity,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -175,6 +175,7 @@ fn listener(index: usize) -> impl Strategy<Value = ListenerSpec> {
                 SniFallback::Reject
             },
             no_sni: if tls || index == 0 { no_sni } else { None },
+            port_from: None,
         })
 }
 
@@ -320,6 +321,7 @@ fn expectation() -> impl Strategy<Value = Expectation> {
         (authority(), 1u64..10_000).prop_map(|(authority, within_ms)| {
             Expectation::RetriedOnNewConnection(RetryExpectation {
                 authority,
+                after: Signal::Misdirected,
                 within_ms,
             })
         }),

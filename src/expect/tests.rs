@@ -101,6 +101,7 @@ impl Journal {
 fn retried(authority: Option<&str>) -> Expectation {
     Expectation::RetriedOnNewConnection(RetryExpectation {
         authority: authority.map(str::to_owned),
+        after: crate::scenario::Signal::Misdirected,
         within_ms: 5000,
     })
 }

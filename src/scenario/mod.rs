@@ -190,6 +190,11 @@ pub struct ListenerSpec {
     /// some old clients). Defaults to `unknown_sni`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_sni: Option<SniFallback>,
+    /// Bind on the same port as this (earlier) listener, on this listener's own IP: stages
+    /// "same certificate, same port, different IP", where clients must not coalesce. The
+    /// address's port must then be 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_from: Option<String>,
 }
 
 fn default_address() -> SocketAddr {
@@ -221,6 +226,7 @@ fn default_listeners() -> Vec<ListenerSpec> {
         alpn: default_alpn(),
         unknown_sni: SniFallback::default(),
         no_sni: None,
+        port_from: None,
     }]
 }
 
@@ -570,9 +576,12 @@ fn default_method() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expectation {
-    /// Every request answered 421 was retried (same method, authority, path and body) on a
-    /// different connection.
+    /// Every request answered with the signal (421 by default) was retried (same method,
+    /// authority, path and body) on a different connection.
     RetriedOnNewConnection(RetryExpectation),
+    /// Every request answered with the signal was retried, on any connection (RST_STREAM
+    /// REFUSED_STREAM allows a retry on the same one, RFC 9113 §8.7).
+    Retried(RetryExpectation),
     /// No request answered 421 was retried on the connection that answered it.
     NoRetryOnSameConnection(AuthorityFilter),
     /// After a 421 for an authority on a connection whose SNI differs, no later request for
@@ -599,9 +608,31 @@ pub struct RetryExpectation {
     /// Only requests for this authority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
+    /// Which answer asks for the retry.
+    #[serde(default, skip_serializing_if = "is_default_signal")]
+    pub after: Signal,
     /// The retry must arrive within this many milliseconds of the 421.
     #[serde(default = "default_retry_within_ms")]
     pub within_ms: u64,
+}
+
+/// A server answer that tells the client to retry elsewhere.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Signal {
+    /// Status 421 Misdirected Request (RFC 9110 §15.5.20).
+    #[default]
+    #[serde(rename = "421")]
+    Misdirected,
+    /// RST_STREAM with REFUSED_STREAM: not processed, safe to retry (RFC 9113 §8.7).
+    #[serde(rename = "refused_stream")]
+    RefusedStream,
+    /// An immediate GOAWAY whose last-stream-id excluded the request (RFC 9113 §6.8).
+    #[serde(rename = "goaway")]
+    Goaway,
+}
+
+fn is_default_signal(signal: &Signal) -> bool {
+    *signal == Signal::default()
 }
 
 fn default_retry_within_ms() -> u64 {

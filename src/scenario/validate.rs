@@ -255,6 +255,26 @@ fn check_listeners(scenario: &Scenario, certificates: &BTreeSet<&str>, out: &mut
                 ),
             );
         }
+        if let Some(from) = &listener.port_from {
+            let earlier = scenario.listeners[..index].iter().any(|l| &l.name == from);
+            if !earlier {
+                out.error(
+                    format!("{path}.port_from"),
+                    format!(
+                        "no earlier listener named {from:?}: name one defined before this one ({})",
+                        known(&names_of(
+                            scenario.listeners[..index].iter().map(|l| l.name.as_str())
+                        ))
+                    ),
+                );
+            }
+            if listener.address.port() != 0 {
+                out.error(
+                    format!("{path}.address"),
+                    "with port_from the port comes from the other listener: give port 0",
+                );
+            }
+        }
         if listener.address.port() != 0
             && let Some(first) = bound.insert(listener.address, index)
         {

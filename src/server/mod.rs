@@ -287,14 +287,20 @@ impl Server {
         })?;
         let active = build_active(&scenario, &pki)?;
 
-        let mut bound = Vec::new();
+        let mut bound: Vec<(crate::scenario::ListenerSpec, TcpListener, SocketAddr)> = Vec::new();
         for spec in &scenario.listeners {
+            let mut address = spec.address;
+            if let Some(from) = &spec.port_from
+                && let Some((_, _, other)) = bound.iter().find(|(s, _, _)| &s.name == from)
+            {
+                address.set_port(other.port());
+            }
             let bind_error = |source| ServeError::Bind {
                 listener: spec.name.clone(),
-                address: spec.address,
+                address,
                 source,
             };
-            let listener = TcpListener::bind(spec.address).await.map_err(bind_error)?;
+            let listener = TcpListener::bind(address).await.map_err(bind_error)?;
             let address = listener.local_addr().map_err(bind_error)?;
             bound.push((spec.clone(), listener, address));
         }
