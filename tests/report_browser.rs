@@ -35,7 +35,7 @@ fn the_html_report_of_a_real_run_shows_lanes_in_chromium() {
         .arg(&html)
         .arg("--")
         .arg(&python)
-        .arg(format!("{root}/tests/clients/h2_plan_client.py"))
+        .arg(format!("{root}/clients/python_h2.py"))
         .stdout(Stdio::null())
         .status()
         .expect("misdirect run");

@@ -97,7 +97,7 @@ fn curl_never_retries_a_421_and_the_verdict_says_so() {
 
 fn python_client(mode: &str) -> Option<Vec<String>> {
     let python = python_with_h2(&format!("run_python_{mode}"))?;
-    let script = manifest_dir().join("tests/clients/h2_plan_client.py");
+    let script = manifest_dir().join("clients/python_h2.py");
     Some(vec![
         python.to_string_lossy().into_owned(),
         script.to_string_lossy().into_owned(),
