@@ -227,6 +227,8 @@ pub fn browser_url(scenario: &Scenario, ready: &Ready) -> Option<String> {
 /// so a browser may coalesce them onto an open connection), other methods as credentialed
 /// `fetch` in `no-cors` mode. When done, the title is `misdirect: done` and `#results`
 /// holds what the browser saw as JSON (`--dump-dom` shows it).
+/// The empty `data:` icon keeps browsers from requesting `/favicon.ico`, which would count
+/// as a request of the scenario (and get its 421s).
 pub fn page(scenario: &Scenario, ready: &Ready) -> String {
     let plan = serde_json::to_string(&resolved_plan(scenario, ready))
         .unwrap_or_else(|_| "[]".to_owned())
@@ -239,7 +241,8 @@ pub fn page(scenario: &Scenario, ready: &Ready) -> String {
         .replace('>', "&gt;");
     format!(
         r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>misdirect: running</title></head>
+<html><head><meta charset="utf-8"><title>misdirect: running</title>
+<link rel="icon" href="data:,"></head>
 <body>
 <h1>misdirect client page: {name}</h1>
 <pre id="results">running</pre>

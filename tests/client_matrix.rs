@@ -1,0 +1,315 @@
+//! Every bundled scenario × every client adapter in `clients/`, through `misdirect run`.
+//! Each cell is the verdict a client earns: which expectations it fails (or leaves not
+//! exercised). These cells are the facts the README's client table reports.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// What a cell expects: the labels of the expectations that do not pass; those left not
+/// exercised end in ` [not exercised]`. Empty: the verdict passes.
+type Cell = (&'static str, &'static [&'static str]);
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs one scenario with one adapter; returns (exit code, non-passing labels).
+fn verdict(
+    scenario: &str,
+    command: &[String],
+    wrapper: Option<&dyn Fn(Command) -> Command>,
+) -> (Option<i32>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = dir.path().join("report.json");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_misdirect"));
+    run.arg("run")
+        .arg(root().join("scenarios").join(format!("{scenario}.json")))
+        .args(["--log", "warn", "--timeout-secs", "120", "--certs-dir"])
+        .arg(dir.path().join("certs"))
+        .arg("--report")
+        .arg(&report)
+        .arg("--")
+        .args(command)
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    let mut run = match wrapper {
+        Some(wrap) => wrap(run),
+        None => run,
+    };
+    let output = run.output().expect("misdirect run starts");
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| {
+        panic!(
+            "{scenario}: no report ({e}); stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let report: Value = serde_json::from_str(&text).expect("report JSON");
+    let failing = report["verdict"]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] != "pass")
+        .map(|c| {
+            let label = c["expectation"].as_str().unwrap_or_default().to_owned();
+            if c["status"] == "not_exercised" {
+                format!("{label} [not exercised]")
+            } else {
+                label
+            }
+        })
+        .collect();
+    (output.status.code(), failing)
+}
+
+/// Checks every cell of one adapter's row; reports all mismatches at once.
+fn check_row(
+    adapter: &str,
+    command: &[String],
+    cells: &[Cell],
+    wrapper: Option<&dyn Fn(Command) -> Command>,
+) {
+    let mut scenarios: Vec<String> = std::fs::read_dir(root().join("scenarios"))
+        .expect("scenarios/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.file_stem().expect("stem").to_string_lossy().into_owned())
+        .collect();
+    scenarios.sort();
+    let named: Vec<&str> = cells.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        named, scenarios,
+        "{adapter}: the row must have one cell per bundled scenario, in order"
+    );
+    let mut mismatches = Vec::new();
+    for (scenario, expected) in cells {
+        let (code, failing) = verdict(scenario, command, wrapper);
+        let want_code = if expected.is_empty() {
+            Some(0)
+        } else {
+            Some(1)
+        };
+        if failing != *expected || code != want_code {
+            mismatches.push(format!("{adapter} × {scenario}: exit {code:?}, not passing {failing:?}; expected {expected:?}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
+}
+
+fn python(args: &[&str]) -> Option<Vec<String>> {
+    let python = common::python_with_h2("client_matrix_python")?;
+    let mut command = vec![
+        python.to_string_lossy().into_owned(),
+        root()
+            .join("clients/python_h2.py")
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    command.extend(args.iter().map(|a| (*a).to_owned()));
+    Some(command)
+}
+
+const COALESCING_NOT_EXERCISED: &[&str] = &[
+    "retried_on_new_connection (b.test) [not exercised]",
+    "no_retry_on_same_connection [not exercised]",
+    "stopped_coalescing (b.test) [not exercised]",
+];
+
+#[test]
+fn curl() {
+    if !common::have_tool("client_matrix_curl", "curl", "the Debian package `curl`") {
+        return;
+    }
+    let command = vec![
+        "python3".to_owned(),
+        root()
+            .join("clients/curl.py")
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    check_row(
+        "curl",
+        &command,
+        &[
+            ("always-421", &["retried_on_new_connection"]),
+            (
+                "browser-coalescing",
+                &[
+                    "coalesced (static.site.test)",
+                    "retried_on_new_connection (static.site.test) [not exercised]",
+                    "no_retry_on_same_connection [not exercised]",
+                    "stopped_coalescing (static.site.test) [not exercised]",
+                ],
+            ),
+            ("cdn-misrouting", &["retried_on_new_connection"]),
+            ("certificate-invalid", &[]),
+            ("certificate-not-covering", &[]),
+            ("coalescing-wrong-server", COALESCING_NOT_EXERCISED),
+            (
+                "first-attempt-421",
+                &["retried_on_new_connection", "requests = 2"],
+            ),
+            ("goaway-retry", &["retried_on_new_connection after goaway"]),
+            ("refused-stream", &[]),
+            (
+                "retry-post-body",
+                &[
+                    "retried_on_new_connection",
+                    "retry_same_body [not exercised]",
+                ],
+            ),
+            ("same-cert-different-ip", &[]),
+            ("vhost-misconfigured", &["retried_on_new_connection"]),
+        ],
+        None,
+    );
+}
+
+/// The reference client: coalesces like a browser and handles every signal correctly.
+#[test]
+fn python_h2_correct() {
+    let Some(command) = python(&[]) else { return };
+    let all_pass: Vec<Cell> = [
+        "always-421",
+        "browser-coalescing",
+        "cdn-misrouting",
+        "certificate-invalid",
+        "certificate-not-covering",
+        "coalescing-wrong-server",
+        "first-attempt-421",
+        "goaway-retry",
+        "refused-stream",
+        "retry-post-body",
+        "same-cert-different-ip",
+        "vhost-misconfigured",
+    ]
+    .into_iter()
+    .map(|s| (s, &[][..]))
+    .collect();
+    check_row("python-h2", &command, &all_pass, None);
+}
+
+#[test]
+fn python_h2_retrying_on_the_same_connection() {
+    let Some(command) = python(&["--on-421", "retry-same"]) else {
+        return;
+    };
+    check_row(
+        "python-h2 --on-421 retry-same",
+        &command,
+        &[
+            ("always-421", &["retried_on_new_connection"]),
+            (
+                "browser-coalescing",
+                &[
+                    "retried_on_new_connection (static.site.test)",
+                    "no_retry_on_same_connection",
+                    "stopped_coalescing (static.site.test)",
+                ],
+            ),
+            (
+                "cdn-misrouting",
+                &["retried_on_new_connection", "no_retry_on_same_connection"],
+            ),
+            ("certificate-invalid", &[]),
+            ("certificate-not-covering", &[]),
+            (
+                "coalescing-wrong-server",
+                &[
+                    "retried_on_new_connection (b.test)",
+                    "no_retry_on_same_connection",
+                    "stopped_coalescing (b.test)",
+                ],
+            ),
+            ("first-attempt-421", &["retried_on_new_connection"]),
+            ("goaway-retry", &[]),
+            ("refused-stream", &[]),
+            ("retry-post-body", &["retried_on_new_connection"]),
+            ("same-cert-different-ip", &[]),
+            (
+                "vhost-misconfigured",
+                &["retried_on_new_connection", "no_retry_on_same_connection"],
+            ),
+        ],
+        None,
+    );
+}
+
+#[test]
+fn python_h2_giving_up_on_421() {
+    let Some(command) = python(&["--on-421", "give-up"]) else {
+        return;
+    };
+    check_row(
+        "python-h2 --on-421 give-up",
+        &command,
+        &[
+            ("always-421", &["retried_on_new_connection"]),
+            (
+                "browser-coalescing",
+                &[
+                    "retried_on_new_connection (static.site.test)",
+                    "stopped_coalescing (static.site.test)",
+                ],
+            ),
+            ("cdn-misrouting", &["retried_on_new_connection"]),
+            ("certificate-invalid", &[]),
+            ("certificate-not-covering", &[]),
+            (
+                "coalescing-wrong-server",
+                &[
+                    "retried_on_new_connection (b.test)",
+                    "stopped_coalescing (b.test)",
+                ],
+            ),
+            (
+                "first-attempt-421",
+                &["retried_on_new_connection", "requests = 2"],
+            ),
+            ("goaway-retry", &[]),
+            ("refused-stream", &[]),
+            (
+                "retry-post-body",
+                &[
+                    "retried_on_new_connection",
+                    "retry_same_body [not exercised]",
+                ],
+            ),
+            ("same-cert-different-ip", &[]),
+            ("vhost-misconfigured", &["retried_on_new_connection"]),
+        ],
+        None,
+    );
+}
+
+#[test]
+fn python_h2_coalescing_across_addresses() {
+    let Some(command) = python(&["--coalesce-any-address"]) else {
+        return;
+    };
+    let mut cells: Vec<Cell> = [
+        "always-421",
+        "browser-coalescing",
+        "cdn-misrouting",
+        "certificate-invalid",
+        "certificate-not-covering",
+        "coalescing-wrong-server",
+        "first-attempt-421",
+        "goaway-retry",
+        "refused-stream",
+        "retry-post-body",
+    ]
+    .into_iter()
+    .map(|s| (s, &[][..]))
+    .collect();
+    cells.push((
+        "same-cert-different-ip",
+        &["not_coalesced (cdn.site.test)", "requests = 2"],
+    ));
+    cells.push(("vhost-misconfigured", &[]));
+    check_row("python-h2 --coalesce-any-address", &command, &cells, None);
+}
