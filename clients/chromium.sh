@@ -17,7 +17,8 @@
 # the adapter checks that the title became "misdirect: done" and prints #results.
 #
 # Environment: CHROMIUM (browser binary, default: chromium, chromium-browser,
-# google-chrome), MISDIRECT_CHROMIUM_BUDGET_MS (virtual time budget, default 60000),
+# google-chrome), MISDIRECT_CHROMIUM_BUDGET_MS (virtual time budget, default the plan's pauses
+# plus 60000),
 # MISDIRECT_CHROMIUM_TIMEOUT (wall-clock seconds, default 90), MISDIRECT_NETLOG=FILE (write a
 # net-log there), MISDIRECT_KEEP=1 (keep the temporary directory and print its path).
 # Exits 0 once the browser ran (whatever it saw: judging is the verdict's job), non-zero
@@ -36,7 +37,10 @@ if [ -z "$browser" ]; then
     done
 fi
 [ -n "$browser" ] || die "no chromium found (install the Debian package chromium, or set CHROMIUM)"
-budget=${MISDIRECT_CHROMIUM_BUDGET_MS:-60000}
+# Virtual time the page may use: the plan's pauses plus 60 s (network waits do not count).
+pauses=$(printf '%s' "${MISDIRECT_PLAN:-}" | grep -o '"pause_ms": *[0-9]*' | grep -o '[0-9]*$' |
+    awk '{ s += $1 } END { print s + 0 }')
+budget=${MISDIRECT_CHROMIUM_BUDGET_MS:-$((pauses + 60000))}
 limit=${MISDIRECT_CHROMIUM_TIMEOUT:-90}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/misdirect-chromium.XXXXXX") || die "mktemp failed"
