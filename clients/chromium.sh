@@ -7,7 +7,8 @@
 #     unshare -n sh -c 'ip link set lo up && misdirect run SCENARIO -- clients/chromium.sh'
 #
 # Uses a fresh profile (and a fresh $HOME for the NSS database) in a temporary directory,
-# maps the scenario's names with --host-resolver-rules, and trusts the harness's CA through
+# maps the scenario's names with --host-resolver-rules (every other name fails to resolve:
+# belt and braces against background requests), and trusts the harness's CA through
 # an NSS database (certutil, Debian `libnss3-tools`), so that certificates that are expired,
 # not yet valid or for another name are still refused. Without certutil it falls back to
 # --ignore-certificate-errors-spki-list (which would accept those invalid leaves too).
@@ -50,7 +51,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$tmp/home/.pki/nssdb" "$tmp/profile" || die "cannot create $tmp"
+mkdir -p "$tmp/home/.pki/nssdb" "$tmp/profile/Default" || die "cannot create $tmp"
+# No network prediction: the loading predictor would otherwise preconnect a spare socket to
+# the page's origin, an extra connection in the journal that carries no request.
+printf '%s\n' '{"net":{"network_prediction_options":2}}' >"$tmp/profile/Default/Preferences"
 
 trust=""
 if [ -n "${MISDIRECT_CA:-}" ] && command -v certutil >/dev/null 2>&1; then
@@ -71,7 +75,7 @@ set -- --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --disable-q
     --disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,HttpsUpgrades \
     --metrics-recording-only --password-store=basic --use-mock-keychain \
     --user-data-dir="$tmp/profile" \
-    --host-resolver-rules="$MISDIRECT_HOST_RESOLVER_RULES" \
+    --host-resolver-rules="$MISDIRECT_HOST_RESOLVER_RULES,MAP * ~NOTFOUND" \
     --virtual-time-budget="$budget" --dump-dom
 case $trust in
     leaf*) set -- "$@" --ignore-certificate-errors-spki-list="$MISDIRECT_SPKI_LIST" ;;

@@ -266,3 +266,39 @@ fn a_remote_control_address_needs_an_explicit_flag() {
         "{err}"
     );
 }
+
+#[test]
+fn the_health_command_asks_the_control_api() {
+    let h = Harness::start(SCENARIO);
+    let address = control(&h).trim_start_matches("http://").to_owned();
+    let health = |addr: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_misdirect"))
+            .args(["health", "--control", addr])
+            .output()
+            .expect("runs")
+    };
+    let ok = health(&address);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        format!("healthy: {address}\n")
+    );
+    let port = address.rsplit_once(':').expect("port").1;
+    assert!(
+        health(&format!("0.0.0.0:{port}")).status.success(),
+        "0.0.0.0 is asked at 127.0.0.1"
+    );
+    let (code, _, _) = h.stop();
+    assert_eq!(code, Some(0));
+    let down = health(&address);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("cannot ask"),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+}

@@ -58,6 +58,16 @@ pub enum Command {
     /// Serve a scenario, run a client command against it, and judge the client: prints the
     /// verdict and exits 0 only if the command succeeded and every expectation passed.
     Run(RunArgs),
+    /// Ask a running server's control API whether it is healthy (exit 0) or not (exit 1):
+    /// the container image's HEALTHCHECK, which has no shell or curl to do it.
+    Health {
+        /// The control API address (`0.0.0.0` is asked at `127.0.0.1`).
+        #[arg(long, default_value = "127.0.0.1:9000", env = "MISDIRECT_CONTROL")]
+        control: std::net::SocketAddr,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Render a journal for a human: connections as lanes, 421s linked to their retries.
     Report {
         /// The NDJSON journal (`--journal` of serve or run).
@@ -85,6 +95,10 @@ pub fn main() -> ExitCode {
         Command::Schema => schema(),
         Command::Serve(args) => serve::serve(args),
         Command::Run(args) => serve::run(args),
+        Command::Health {
+            control,
+            timeout_secs,
+        } => health(control, timeout_secs),
         Command::Report {
             journal,
             scenario,
@@ -243,5 +257,48 @@ fn report(journal: &Path, scenario_file: Option<&Path>, html: Option<&Path>) -> 
     match verdict {
         Some(v) if !v.passed => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
+    }
+}
+
+/// `GET /health` over a plain TCP connection: the image has nothing else to ask with.
+fn health(mut control: std::net::SocketAddr, timeout_secs: u64) -> ExitCode {
+    use std::io::Read;
+    if control.ip().is_unspecified() {
+        control.set_ip(match control.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    if control.port() == 0 {
+        eprintln!("misdirect health: --control needs the control API's real port, not 0");
+        return ExitCode::FAILURE;
+    }
+    let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&control, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.write_all(
+            format!("GET /health HTTP/1.1\r\nHost: {control}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )?;
+        let mut answer = String::new();
+        stream.take(64 * 1024).read_to_string(&mut answer)?;
+        Ok(answer)
+    })();
+    match answer {
+        Ok(text) if text.starts_with("HTTP/1.1 200") && text.contains("\"ok\": true") => {
+            println!("healthy: {control}");
+            ExitCode::SUCCESS
+        }
+        Ok(text) => {
+            let status = text.lines().next().unwrap_or("no answer");
+            eprintln!("misdirect health: {control} answered {status:?}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("misdirect health: cannot ask {control}: {err}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -70,6 +70,9 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// The control API, if it should run.
     pub control: Option<ControlOptions>,
+    /// Bind listeners on all interfaces (the unspecified address) instead of their
+    /// loopback addresses, keeping their ports: for containers.
+    pub bind_all: bool,
 }
 
 /// Where and how the control API listens.
@@ -89,6 +92,7 @@ impl Default for ServeOptions {
             journal_path: None,
             limits: Limits::default(),
             control: None,
+            bind_all: false,
         }
     }
 }
@@ -290,6 +294,12 @@ impl Server {
         let mut bound: Vec<(crate::scenario::ListenerSpec, TcpListener, SocketAddr)> = Vec::new();
         for spec in &scenario.listeners {
             let mut address = spec.address;
+            if options.bind_all {
+                address.set_ip(match address.ip() {
+                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+                });
+            }
             if let Some(from) = &spec.port_from
                 && let Some((_, _, other)) = bound.iter().find(|(s, _, _)| &s.name == from)
             {
