@@ -82,7 +82,6 @@ async function main() {
         method: r.method,
         headers: r.headers || {},
         body: r.body === null || r.body === undefined ? undefined : r.body,
-        redirect: "manual",
       });
       const body = await response.arrayBuffer();
       console.log(JSON.stringify({

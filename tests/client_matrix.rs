@@ -313,3 +313,175 @@ fn python_h2_coalescing_across_addresses() {
     cells.push(("vhost-misconfigured", &[]));
     check_row("python-h2 --coalesce-any-address", &command, &cells, None);
 }
+
+/// Node 20's built-in fetch (undici): HTTP/1.1, never coalesces, retries a 421 once on any
+/// free connection (the one that answered is still busy, so it happens to be another).
+#[test]
+fn node_fetch() {
+    if !common::have_tool(
+        "client_matrix_node_fetch",
+        "node",
+        "Node.js 20 (Debian `nodejs`)",
+    ) {
+        return;
+    }
+    let command = vec![
+        "node".to_owned(),
+        root()
+            .join("clients/node_fetch.mjs")
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    check_row(
+        "node fetch",
+        &command,
+        &[
+            ("always-421", &[]),
+            (
+                "browser-coalescing",
+                &[
+                    "coalesced (static.site.test)",
+                    "retried_on_new_connection (static.site.test) [not exercised]",
+                    "no_retry_on_same_connection [not exercised]",
+                    "stopped_coalescing (static.site.test) [not exercised]",
+                ],
+            ),
+            ("cdn-misrouting", &[]),
+            ("certificate-invalid", &[]),
+            ("certificate-not-covering", &[]),
+            ("coalescing-wrong-server", COALESCING_NOT_EXERCISED),
+            ("first-attempt-421", &[]),
+            ("goaway-retry", &["retried_on_new_connection after goaway"]),
+            (
+                "refused-stream",
+                &["retried after refused_stream [not exercised]"],
+            ),
+            ("retry-post-body", &[]),
+            ("same-cert-different-ip", &[]),
+            ("vhost-misconfigured", &[]),
+        ],
+        None,
+    );
+}
+
+/// `node:http2`: one session per origin, no coalescing, returns a 421 without retrying.
+#[test]
+fn node_http2() {
+    if !common::have_tool(
+        "client_matrix_node_http2",
+        "node",
+        "Node.js 20 (Debian `nodejs`)",
+    ) {
+        return;
+    }
+    let command = vec![
+        "node".to_owned(),
+        root()
+            .join("clients/node_http2.mjs")
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    check_row(
+        "node:http2",
+        &command,
+        &[
+            ("always-421", &["retried_on_new_connection"]),
+            (
+                "browser-coalescing",
+                &[
+                    "coalesced (static.site.test)",
+                    "retried_on_new_connection (static.site.test) [not exercised]",
+                    "no_retry_on_same_connection [not exercised]",
+                    "stopped_coalescing (static.site.test) [not exercised]",
+                ],
+            ),
+            ("cdn-misrouting", &["retried_on_new_connection"]),
+            ("certificate-invalid", &[]),
+            ("certificate-not-covering", &[]),
+            ("coalescing-wrong-server", COALESCING_NOT_EXERCISED),
+            (
+                "first-attempt-421",
+                &["retried_on_new_connection", "requests = 2"],
+            ),
+            ("goaway-retry", &["retried_on_new_connection after goaway"]),
+            ("refused-stream", &["retried after refused_stream"]),
+            (
+                "retry-post-body",
+                &[
+                    "retried_on_new_connection",
+                    "retry_same_body [not exercised]",
+                ],
+            ),
+            ("same-cert-different-ip", &[]),
+            ("vhost-misconfigured", &["retried_on_new_connection"]),
+        ],
+        None,
+    );
+}
+
+/// OkHttp 3.13 (Debian `libokhttp-java`): coalesces, never retries a 421, retries
+/// REFUSED_STREAM on the same connection.
+#[test]
+fn okhttp() {
+    if !common::have_tool(
+        "client_matrix_okhttp",
+        "java",
+        "Java 17 (Debian `openjdk-17-jre-headless`)",
+    ) {
+        return;
+    }
+    if !Path::new("/usr/share/java/okhttp.jar").is_file() {
+        assert!(
+            std::env::var_os("MISDIRECT_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
+            "client_matrix_okhttp: install the Debian package `libokhttp-java`"
+        );
+        eprintln!("SKIP client_matrix_okhttp: install the Debian package `libokhttp-java`");
+        return;
+    }
+    let command = vec![
+        root()
+            .join("clients/okhttp.sh")
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    check_row(
+        "okhttp",
+        &command,
+        &[
+            ("always-421", &["retried_on_new_connection"]),
+            (
+                "browser-coalescing",
+                &[
+                    "retried_on_new_connection (static.site.test)",
+                    "stopped_coalescing (static.site.test)",
+                ],
+            ),
+            ("cdn-misrouting", &["retried_on_new_connection"]),
+            ("certificate-invalid", &[]),
+            ("certificate-not-covering", &[]),
+            (
+                "coalescing-wrong-server",
+                &[
+                    "retried_on_new_connection (b.test)",
+                    "stopped_coalescing (b.test)",
+                ],
+            ),
+            (
+                "first-attempt-421",
+                &["retried_on_new_connection", "requests = 2"],
+            ),
+            ("goaway-retry", &["retried_on_new_connection after goaway"]),
+            ("refused-stream", &[]),
+            (
+                "retry-post-body",
+                &[
+                    "retried_on_new_connection",
+                    "retry_same_body [not exercised]",
+                ],
+            ),
+            ("same-cert-different-ip", &[]),
+            ("vhost-misconfigured", &["retried_on_new_connection"]),
+        ],
+        None,
+    );
+}

@@ -8,7 +8,7 @@
 // rules, all defaults) configured only with
 //   - a Dns that resolves each plan host name to its `connect` IP (the URL keeps the name, so
 //     SNI, :authority and the certificate check use the name; other names use Dns.SYSTEM);
-//   - an SSLContext whose trust manager trusts MISDIRECT_CA.
+//   - an SSLContext whose trust manager trusts MISDIRECT_CA (only: the harness is all it talks to).
 // Nothing is retried here. Prints one JSON line per request (status, protocol, or the
 // exception) and exits 0 once the plan is carried out, whatever the answers.
 //

@@ -14,9 +14,10 @@ use crate::server::{ControlOptions, Limits, ServeOptions, Server};
 /// Flags shared by `serve` and `run`.
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// Folder for the generated PEM files.
-    #[arg(long, default_value = "certs", env = "MISDIRECT_CERTS_DIR")]
-    pub certs_dir: PathBuf,
+    /// Folder for the generated PEM files [serve: `certs`; run: a fresh temporary folder,
+    /// removed afterwards, so that parallel runs never share a CA].
+    #[arg(long, env = "MISDIRECT_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
     /// Reuse `ca.pem` + `ca.key` already in the certificate folder.
     #[arg(long, env = "MISDIRECT_REUSE_CA")]
     pub reuse_ca: bool,
@@ -65,7 +66,7 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn options(&self) -> Result<ServeOptions, String> {
+    fn options(&self, default_certs_dir: PathBuf) -> Result<ServeOptions, String> {
         if !self.no_control && !self.control.ip().is_loopback() && !self.control_allow_remote {
             return Err(format!(
                 "--control {}: not a loopback address; add --control-allow-remote (and a --control-token) to expose the control API",
@@ -73,7 +74,7 @@ impl ServerArgs {
             ));
         }
         Ok(ServeOptions {
-            certs_dir: self.certs_dir.clone(),
+            certs_dir: self.certs_dir.clone().unwrap_or(default_certs_dir),
             reuse_ca: self.reuse_ca,
             journal_path: self.journal.clone(),
             limits: Limits {
@@ -160,6 +161,7 @@ fn init_logging(format: LogFormat, filter: &str) {
 fn prepare(
     file: &std::path::Path,
     server: &ServerArgs,
+    default_certs_dir: PathBuf,
 ) -> Option<(Scenario, ServeOptions, tokio::runtime::Runtime)> {
     init_logging(server.log_format, &server.log);
     let scenario = match scenario::from_path(file) {
@@ -176,7 +178,7 @@ fn prepare(
             return None;
         }
     };
-    let options = match server.options() {
+    let options = match server.options(default_certs_dir) {
         Ok(options) => options,
         Err(err) => {
             eprintln!("misdirect: {err}");
@@ -196,7 +198,9 @@ fn prepare(
 }
 
 pub(super) fn serve(args: ServeArgs) -> ExitCode {
-    let Some((scenario, options, runtime)) = prepare(&args.file, &args.server) else {
+    let Some((scenario, options, runtime)) =
+        prepare(&args.file, &args.server, PathBuf::from("certs"))
+    else {
         return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
@@ -261,9 +265,32 @@ fn log_listening(server: &Server) {
 }
 
 pub(super) fn run(args: RunArgs) -> ExitCode {
-    let Some((scenario, options, runtime)) = prepare(&args.file, &args.server) else {
+    let private_certs = args.server.certs_dir.is_none().then(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        std::env::temp_dir().join(format!("misdirect-run-{}-{nanos}", std::process::id()))
+    });
+    let default_certs = private_certs
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("certs"));
+    let Some((scenario, options, runtime)) = prepare(&args.file, &args.server, default_certs)
+    else {
         return ExitCode::FAILURE;
     };
+    let code = run_prepared(args, scenario, options, runtime);
+    if let Some(dir) = private_certs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    code
+}
+
+fn run_prepared(
+    args: RunArgs,
+    scenario: Scenario,
+    options: ServeOptions,
+    runtime: tokio::runtime::Runtime,
+) -> ExitCode {
     let Some((program, program_args)) = args.command.split_first() else {
         eprintln!("misdirect run: give the client command after `--`");
         return ExitCode::FAILURE;
