@@ -12,7 +12,9 @@ address whose certificate covers the request's host name (RFC 9113 §9.1.1).
 --on-421 retry-same     (wrong) retry on the connection that answered 421;
 --on-421 give-up        (wrong) report the 421 and move on;
 --coalesce-any-address  (wrong) reuse a connection whose certificate covers the host even
-                        when the host resolves to another address.
+                        when the host resolves to another address;
+--system-dns            resolve host names with the system resolver (e.g. Docker's DNS)
+                        instead of the plan's `connect` address; the port stays the plan's.
 
 RST_STREAM REFUSED_STREAM is retried once on the same connection; a GOAWAY that excludes
 the request is retried once on a new connection (RFC 9113 §8.7, §6.8).
@@ -101,6 +103,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--on-421", choices=["retry-new", "retry-same", "give-up"], default="retry-new")
     parser.add_argument("--coalesce-any-address", action="store_true")
+    parser.add_argument("--system-dns", action="store_true")
     options = parser.parse_args()
     plan = json.loads(os.environ["MISDIRECT_PLAN"])
     cafile = os.environ["MISDIRECT_CA"]
@@ -131,6 +134,9 @@ def main():
             time.sleep(step["pause_ms"] / 1000)
             continue
         r = step["request"]
+        if options.system_dns:
+            port = r["connect"].rsplit(":", 1)[1]
+            r = dict(r, connect=f"{socket.gethostbyname(r['host'])}:{port}")
         rest = r["url_with_port"].split("/", 3)
         path = "/" + rest[3] if len(rest) > 3 else "/"
         try:

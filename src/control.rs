@@ -7,6 +7,7 @@
 //! | GET | `/ready` | the readiness JSON (listeners, ports, CA path, SPKI hashes) |
 //! | GET | `/ca.pem` | the CA certificate |
 //! | GET | `/listeners` | listeners with their real ports |
+//! | GET | `/plan` | the client plan with real ports (what `run` puts in `MISDIRECT_PLAN`) |
 //! | GET | `/journal?since=N&format=json\|ndjson` | events (all, or after sequence N) |
 //! | POST | `/reset` | clear the journal and every counter |
 //! | PUT | `/scenario` | load another scenario (JSON body); 400 lists every problem |
@@ -125,6 +126,12 @@ async fn route(handle: &Handle, token: &Option<String>, request: http::Request<I
             handle.ca_pem().as_bytes().to_vec(),
         ),
         (Method::GET, "/listeners") => json(StatusCode::OK, &handle.ready().listeners),
+        (Method::GET, "/plan") => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "steps": crate::client::resolved_plan(&handle.scenario(), handle.ready())
+            }),
+        ),
         (Method::GET, "/journal") => journal(handle, &request),
         (Method::POST, "/reset") => {
             let seq = handle.reset();
@@ -154,7 +161,7 @@ async fn route(handle: &Handle, token: &Option<String>, request: http::Request<I
         ),
         _ => error(
             StatusCode::NOT_FOUND,
-            "no such endpoint; try /health, /ready, /ca.pem, /listeners, /journal, /reset, /scenario, /verdict, /report",
+            "no such endpoint; try /health, /ready, /ca.pem, /listeners, /plan, /journal, /reset, /scenario, /verdict, /report",
         ),
     }
 }

@@ -63,6 +63,10 @@ pub struct ServerArgs {
     /// from other hosts. The container image sets this; nothing else does.
     #[arg(long, env = "MISDIRECT_BIND_ALL")]
     pub bind_all: bool,
+    /// Listeners whose port is 0 bind this port instead (the first one; the next such
+    /// listener this + 1, and so on): predictable ports to publish from a container.
+    #[arg(long, env = "MISDIRECT_BASE_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub base_port: Option<u16>,
 }
 
 impl ServerArgs {
@@ -90,6 +94,7 @@ impl ServerArgs {
                 token: self.control_token.clone(),
             }),
             bind_all: self.bind_all,
+            base_port: self.base_port,
         })
     }
 }
@@ -148,8 +153,10 @@ pub enum LogFormat {
 fn init_logging(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -73,6 +73,8 @@ pub struct ServeOptions {
     /// Bind listeners on all interfaces (the unspecified address) instead of their
     /// loopback addresses, keeping their ports: for containers.
     pub bind_all: bool,
+    /// Listeners with port 0 bind this port, the next such listener this + 1, …
+    pub base_port: Option<u16>,
 }
 
 /// Where and how the control API listens.
@@ -93,6 +95,7 @@ impl Default for ServeOptions {
             limits: Limits::default(),
             control: None,
             bind_all: false,
+            base_port: None,
         }
     }
 }
@@ -292,8 +295,16 @@ impl Server {
         let active = build_active(&scenario, &pki)?;
 
         let mut bound: Vec<(crate::scenario::ListenerSpec, TcpListener, SocketAddr)> = Vec::new();
+        let mut next_base_port = options.base_port;
         for spec in &scenario.listeners {
             let mut address = spec.address;
+            if address.port() == 0
+                && spec.port_from.is_none()
+                && let Some(port) = next_base_port
+            {
+                address.set_port(port);
+                next_base_port = port.checked_add(1);
+            }
             if options.bind_all {
                 address.set_ip(match address.ip() {
                     std::net::IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
