@@ -36,7 +36,10 @@ fn check_accepts_every_bundled_scenario_with_one_summary_line_each() {
     assert!(output.status.success(), "{}", stdout(&output));
     let text = stdout(&output);
     // One summary line per file; intentional warnings follow on indented lines.
-    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("  warning: ")).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("  warning: "))
+        .collect();
     assert_eq!(lines.len(), files.len(), "{text}");
     for (line, file) in lines.iter().zip(&files) {
         assert!(line.starts_with(&format!("ok  {file}: ")), "{line}");
