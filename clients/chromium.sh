@@ -22,6 +22,7 @@
 #
 # Environment: CHROMIUM (browser binary; default chromium, chromium-browser, google-chrome),
 # MISDIRECT_CHROMIUM_TIMEOUT (seconds to wait for the page, default 90),
+# MISDIRECT_CHROMIUM_SETTLE_MS (pause between start-up and loading the page, default 1000),
 # MISDIRECT_CHROMIUM_WAIT=cdp|virtual-time (default cdp when python3 is there),
 # MISDIRECT_NETLOG=FILE (write a net-log there), MISDIRECT_KEEP=1 (keep the temporary dir).
 #
@@ -103,6 +104,7 @@ if [ "$wait_mode" = cdp ]; then
 import fcntl, json, os, select, shutil, subprocess, sys, time
 
 tmp, limit, url, argv = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4:]
+settle = float(os.environ.get("MISDIRECT_CHROMIUM_SETTLE_MS", "1000")) / 1000
 DONE = "misdirect: done"
 to_browser_r, to_browser_w = os.pipe()
 from_browser_r, from_browser_w = os.pipe()
@@ -174,7 +176,11 @@ def call(method, params=None, session=None, wait=10.0):
 
 status = 0
 try:
-    # Open the page from a fresh target so nothing loads before we watch it.
+    # Let the browser settle first: shortly after start-up it rebuilds its certificate
+    # verifier (twice, ~100-170 ms in), which cancels a handshake in progress; the pool then
+    # opens a second connection and the journal shows an extra, failed one.
+    time.sleep(settle)
+    # Open the page in a fresh target so nothing loads before we watch it.
     target = call("Target.createTarget", {"url": url}, wait=30)["targetId"]
     title, page_url = "", url
     while time.monotonic() < deadline and os.getppid() == parent:

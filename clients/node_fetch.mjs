@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // misdirect adapter: Node's built-in fetch (the undici bundled with Node 18+).
 //
-//     misdirect run scenarios/X.json -- node clients/node_fetch.mjs
+//     misdirect run scenarios/X.json -- node clients/node_fetch.mjs [--connections N]
 //
 // Carries out the client plan that `misdirect run` puts in MISDIRECT_PLAN, in order, with one
 // fetch dispatcher (undici's Agent: its normal per-origin connection pool) for every request.
@@ -67,7 +67,13 @@ async function main() {
     throw new Error("cannot find fetch's global dispatcher (not Node's bundled undici?)");
   }
   const Agent = original.constructor;
-  const agent = new Agent({ connect: { ca: [...tls.rootCertificates, ca], lookup } });
+  // `--connections N` caps undici's pool per origin (its option `connections`; default: no cap).
+  const at = process.argv.indexOf("--connections");
+  const connections = at > 0 ? Number(process.argv[at + 1]) : undefined;
+  const agent = new Agent({
+    connect: { ca: [...tls.rootCertificates, ca], lookup },
+    ...(connections ? { connections } : {}),
+  });
   globalThis[DISPATCHER] = agent;
 
   for (const step of plan.steps) {

@@ -364,6 +364,64 @@ fn node_fetch() {
     );
 }
 
+/// The same fetch with one connection per origin (undici's `connections: 1`): the retry of
+/// a 421 goes back on the connection that answered it, and the verdict says so.
+#[test]
+fn node_fetch_one_connection() {
+    if !common::have_tool(
+        "client_matrix_node_fetch_one",
+        "node",
+        "Node.js 20 (Debian `nodejs`)",
+    ) {
+        return;
+    }
+    let command = vec![
+        "node".to_owned(),
+        root()
+            .join("clients/node_fetch.mjs")
+            .to_string_lossy()
+            .into_owned(),
+        "--connections".to_owned(),
+        "1".to_owned(),
+    ];
+    check_row(
+        "node fetch --connections 1",
+        &command,
+        &[
+            ("always-421", &["retried_on_new_connection"]),
+            (
+                "browser-coalescing",
+                &[
+                    "coalesced (static.site.test)",
+                    "retried_on_new_connection (static.site.test) [not exercised]",
+                    "no_retry_on_same_connection [not exercised]",
+                    "stopped_coalescing (static.site.test) [not exercised]",
+                ],
+            ),
+            (
+                "cdn-misrouting",
+                &["retried_on_new_connection", "no_retry_on_same_connection"],
+            ),
+            ("certificate-invalid", &[]),
+            ("certificate-not-covering", &[]),
+            ("coalescing-wrong-server", COALESCING_NOT_EXERCISED),
+            ("first-attempt-421", &["retried_on_new_connection"]),
+            ("goaway-retry", &["retried_on_new_connection after goaway"]),
+            (
+                "refused-stream",
+                &["retried after refused_stream [not exercised]"],
+            ),
+            ("retry-post-body", &["retried_on_new_connection"]),
+            ("same-cert-different-ip", &[]),
+            (
+                "vhost-misconfigured",
+                &["retried_on_new_connection", "no_retry_on_same_connection"],
+            ),
+        ],
+        None,
+    );
+}
+
 /// `node:http2`: one session per origin, no coalescing, returns a 421 without retrying.
 #[test]
 fn node_http2() {
@@ -484,4 +542,101 @@ fn okhttp() {
         ],
         None,
     );
+}
+
+/// Runs `misdirect run` (and so the browser) inside a new network namespace where only
+/// loopback is up: browsers call home, and nothing may leave the machine.
+fn in_namespace(command: Command) -> Command {
+    let mut wrapped = Command::new("unshare");
+    wrapped
+        .args(["-n", "sh", "-c", r#"ip link set lo up && exec "$@""#, "sh"])
+        .arg(command.get_program())
+        .args(command.get_args())
+        .stdin(Stdio::null());
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
+fn browser_ready(test: &str, program: &str, package: &str) -> bool {
+    common::have_tool(test, program, package)
+        && common::in_loopback_namespace(test, "true", &[]).is_some()
+}
+
+/// Chromium: coalesces same-site names and retries a coalesced 421 on a new connection, but
+/// resends a 421 from a connection whose SNI was the right name on that same connection.
+#[test]
+fn chromium() {
+    if !browser_ready(
+        "client_matrix_chromium",
+        "chromium",
+        "the Debian package `chromium`",
+    ) {
+        return;
+    }
+    let command = vec![
+        root()
+            .join("clients/chromium.sh")
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    check_row(
+        "chromium",
+        &command,
+        &[
+            ("always-421", &["retried_on_new_connection"]),
+            ("browser-coalescing", &[]),
+            (
+                "cdn-misrouting",
+                &["retried_on_new_connection", "no_retry_on_same_connection"],
+            ),
+            ("certificate-invalid", &[]),
+            ("certificate-not-covering", &[]),
+            ("coalescing-wrong-server", COALESCING_NOT_EXERCISED),
+            ("first-attempt-421", &["retried_on_new_connection"]),
+            ("goaway-retry", &[]),
+            ("refused-stream", &[]),
+            ("retry-post-body", &["retried_on_new_connection"]),
+            ("same-cert-different-ip", &[]),
+            ("vhost-misconfigured", &[]),
+        ],
+        Some(&in_namespace),
+    );
+}
+
+/// Firefox ESR: coalesces, retries every 421 on a new connection.
+#[test]
+fn firefox() {
+    if !browser_ready(
+        "client_matrix_firefox",
+        "firefox-esr",
+        "the Debian packages `firefox-esr libnss3-tools`",
+    ) {
+        return;
+    }
+    let command = vec![
+        root()
+            .join("clients/firefox.sh")
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    let cells: Vec<Cell> = [
+        "always-421",
+        "browser-coalescing",
+        "cdn-misrouting",
+        "certificate-invalid",
+        "certificate-not-covering",
+        "coalescing-wrong-server",
+        "first-attempt-421",
+        "goaway-retry",
+        "refused-stream",
+        "retry-post-body",
+        "same-cert-different-ip",
+        "vhost-misconfigured",
+    ]
+    .into_iter()
+    .map(|s| (s, &[][..]))
+    .collect();
+    check_row("firefox", &command, &cells, Some(&in_namespace));
 }
