@@ -113,6 +113,15 @@ fn python(args: &[&str]) -> Option<Vec<String>> {
     Some(command)
 }
 
+/// A client that never coalesces: the same-site names go to separate connections.
+const NEVER_COALESCES: &[&str] = &[
+    "coalesced (static.site.test)",
+    "retried_on_new_connection (static.site.test) [not exercised]",
+    "no_retry_on_same_connection [not exercised]",
+    "stopped_coalescing (static.site.test) [not exercised]",
+];
+
+/// A client that never coalesces `b.test` onto `a.test`: nothing is misdirected.
 const COALESCING_NOT_EXERCISED: &[&str] = &[
     "retried_on_new_connection (b.test) [not exercised]",
     "no_retry_on_same_connection [not exercised]",

@@ -252,3 +252,20 @@ fn an_http11_client_that_leaves_during_a_delay_is_still_journaled() {
     assert_eq!(reqs.len(), 1, "{events:#?}");
     assert_eq!(reqs[0]["path"], "/slow");
 }
+
+#[test]
+fn a_stalled_http11_body_gets_408_after_the_idle_timeout() {
+    let h = Harness::start_with(SCENARIO, &["--idle-timeout-secs", "1"]);
+    let mut stalled = TcpStream::connect(("127.0.0.1", h.port("clear"))).expect("connects");
+    stalled
+        .write_all(b"PUT /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\nabc")
+        .expect("writes");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut response = String::new();
+    let _ = stalled.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    let events = h.journal_until(|e| !requests(e).is_empty());
+    assert_eq!(requests(&events)[0]["error"], "no request body data for 1s");
+}

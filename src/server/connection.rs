@@ -259,6 +259,77 @@ pub(crate) struct Incoming {
     pub received_ms: f64,
 }
 
+/// Why a request body could not be read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// More than the cap: 413.
+    TooLarge(u64),
+    /// No data for the idle timeout: 408.
+    Stalled(std::time::Duration),
+    /// The stream or connection failed: 400.
+    Failed(String),
+}
+
+impl BodyError {
+    /// The status that answers it.
+    pub fn status(&self) -> u16 {
+        match self {
+            BodyError::TooLarge(_) => 413,
+            BodyError::Stalled(_) => 408,
+            BodyError::Failed(_) => 400,
+        }
+    }
+
+    /// What the journal and the answer's body say.
+    pub fn describe(&self) -> String {
+        match self {
+            BodyError::TooLarge(limit) => format!("request body over {limit} bytes"),
+            BodyError::Stalled(patience) => format!("no request body data for {patience:?}"),
+            BodyError::Failed(why) => format!("reading the request body failed: {why}"),
+        }
+    }
+}
+
+impl Incoming {
+    /// The request as the engine sees it, from what either protocol parsed. The authority
+    /// is the target's (`:authority`, or an absolute-form target, RFC 9112 §3.2.2), else
+    /// the `Host` header.
+    pub fn new(
+        parts: &http::request::Parts,
+        body: &[u8],
+        stream: Option<u32>,
+        received_ms: f64,
+    ) -> Incoming {
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        Incoming {
+            facts: RequestFacts {
+                method: parts.method.as_str().to_owned(),
+                authority: normalize_authority(&authority),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/".to_owned(), |p| p.as_str().to_owned()),
+                headers: header_facts(&parts.headers),
+            },
+            stream,
+            body_bytes: body.len() as u64,
+            body_sha256: sha256_hex(body),
+            received_ms,
+        }
+    }
+}
+
 /// The authority as the engine compares it: host only, lower case, no trailing dot, IPv6
 /// without brackets.
 pub(crate) fn normalize_authority(authority: &str) -> String {

@@ -10,9 +10,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use super::connection::{ConnCtx, Done, Incoming, header_facts, normalize_authority, sha256_hex};
+use super::connection::{BodyError, ConnCtx, Done, Incoming};
 use super::inject::{goaway_frame, track};
-use crate::engine::{Outcome, RequestFacts, Response};
+use crate::engine::{Outcome, Response};
 use crate::journal::EventKind;
 use crate::scenario::ErrorCode;
 
@@ -250,62 +250,24 @@ async fn handle_request(
     if ctx.refused(stream_id) {
         // Above the last-stream-id of a GOAWAY this connection is about to send: not
         // processed (RFC 9113 §6.8), so the client may retry it elsewhere.
-        respond.send_reset(Reason::REFUSED_STREAM);
-        ctx.shared.journal.record(EventKind::StreamRefused {
-            connection: ctx.facts.id,
-            stream: stream_id,
-            reason: "above the last-stream-id of a GOAWAY".to_owned(),
-        });
+        refuse(&ctx, &mut respond, "above the last-stream-id of a GOAWAY");
         return;
     }
     let head_request = request.method() == http::Method::HEAD;
     let (parts, body) = request.into_parts();
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
     let limit = ctx.shared.limits.max_body_bytes;
     let (body_bytes, body_error) = read_body(body, limit, ctx.shared.limits.idle_timeout).await;
-    let incoming = Incoming {
-        facts: RequestFacts {
-            method: parts.method.as_str().to_owned(),
-            authority: normalize_authority(&authority),
-            path,
-            headers: header_facts(&parts.headers),
-        },
-        stream: Some(stream_id),
-        body_bytes: body_bytes.len() as u64,
-        body_sha256: sha256_hex(&body_bytes),
-        received_ms,
-    };
+    let incoming = Incoming::new(&parts, &body_bytes, Some(stream_id), received_ms);
     let decision = ctx.decide(&incoming);
     let mut done = Done::default();
     // Each request is journaled before its answer goes out, so that a client that has seen
     // the answer can rely on the journal having the request.
     if let Some(error) = body_error {
-        let status = if error.starts_with("request body over") {
-            413
-        } else if error.starts_with("no request body data") {
-            408
-        } else {
-            400
-        };
+        let status = error.status();
         done.status = Some(status);
         done.action_override = Some("respond");
-        let response = plain(status, &format!("misdirect: {error}\n"));
-        done.error = Some(error);
+        let response = plain(status, &format!("misdirect: {}\n", error.describe()));
+        done.error = Some(error.describe());
         ctx.journal_request(incoming, &decision, done);
         send_or_record(&ctx, &mut respond, &response, head_request);
         return;
@@ -316,13 +278,12 @@ async fn handle_request(
         return;
     }
     if ctx.refused(stream_id) {
-        // An immediate GOAWAY excluding this stream went out while it waited.
-        respond.send_reset(Reason::REFUSED_STREAM);
-        ctx.shared.journal.record(EventKind::StreamRefused {
-            connection: ctx.facts.id,
-            stream: stream_id,
-            reason: "above the last-stream-id of a GOAWAY decided while it waited".to_owned(),
-        });
+        // An immediate GOAWAY excluding this stream was decided while it waited.
+        refuse(
+            &ctx,
+            &mut respond,
+            "above the last-stream-id of a GOAWAY decided while it waited",
+        );
         return;
     }
     let rule = decision.rule.clone();
@@ -378,6 +339,16 @@ async fn handle_request(
     }
 }
 
+/// Resets a stream with REFUSED_STREAM without answering it, and journals that.
+fn refuse(ctx: &ConnCtx, respond: &mut SendResponse<Bytes>, reason: &str) {
+    respond.send_reset(Reason::REFUSED_STREAM);
+    ctx.shared.journal.record(EventKind::StreamRefused {
+        connection: ctx.facts.id,
+        stream: u32::from(respond.stream_id()),
+        reason: reason.to_owned(),
+    });
+}
+
 /// Sends a response; a failure (the client reset the stream, the connection died) is
 /// journaled as its own event, since the request event is already written.
 fn send_or_record(
@@ -401,33 +372,22 @@ async fn read_body(
     mut body: RecvStream,
     limit: u64,
     patience: std::time::Duration,
-) -> (Bytes, Option<String>) {
+) -> (Bytes, Option<BodyError>) {
     let mut buf = BytesMut::new();
     loop {
         let Ok(chunk) = tokio::time::timeout(patience, body.data()).await else {
-            return (
-                buf.freeze(),
-                Some(format!("no request body data for {patience:?}")),
-            );
+            return (buf.freeze(), Some(BodyError::Stalled(patience)));
         };
         let Some(chunk) = chunk else { break };
         match chunk {
             Ok(data) => {
                 let _ = body.flow_control().release_capacity(data.len());
                 if (buf.len() + data.len()) as u64 > limit {
-                    return (
-                        buf.freeze(),
-                        Some(format!("request body over {limit} bytes")),
-                    );
+                    return (buf.freeze(), Some(BodyError::TooLarge(limit)));
                 }
                 buf.extend_from_slice(&data);
             }
-            Err(err) => {
-                return (
-                    buf.freeze(),
-                    Some(format!("reading the request body failed: {err}")),
-                );
-            }
+            Err(err) => return (buf.freeze(), Some(BodyError::Failed(err.to_string()))),
         }
     }
     (buf.freeze(), None)

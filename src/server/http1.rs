@@ -15,9 +15,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use super::connection::{ConnCtx, Done, Incoming, header_facts, normalize_authority, sha256_hex};
+use super::connection::{BodyError, ConnCtx, Done, Incoming};
 use super::h2conn::response_head;
-use crate::engine::{Outcome, RequestFacts, Response};
+use crate::engine::{Outcome, Response};
 
 /// Why a handler ended the connection without answering.
 #[derive(Debug, thiserror::Error)]
@@ -96,65 +96,31 @@ async fn handle_request(
 ) -> HandlerResult {
     let received_ms = ctx.shared.journal.now_ms();
     let (parts, body) = request.into_parts();
-    // RFC 9112 §3.2.2: an absolute-form target's authority wins over Host.
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
     let limit = ctx.shared.limits.max_body_bytes;
-    let (body_bytes, body_error) = match Limited::new(body, limit as usize).collect().await {
-        Ok(collected) => (collected.to_bytes(), None),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => (
-            Bytes::new(),
-            Some(format!("request body over {limit} bytes")),
-        ),
-        Err(err) => (
-            Bytes::new(),
-            Some(format!("reading the request body failed: {err}")),
-        ),
+    let patience = ctx.shared.limits.idle_timeout;
+    let collected =
+        tokio::time::timeout(patience, Limited::new(body, limit as usize).collect()).await;
+    let (body_bytes, body_error) = match collected {
+        Ok(Ok(collected)) => (collected.to_bytes(), None),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
+            (Bytes::new(), Some(BodyError::TooLarge(limit)))
+        }
+        Ok(Err(err)) => (Bytes::new(), Some(BodyError::Failed(err.to_string()))),
+        Err(_) => (Bytes::new(), Some(BodyError::Stalled(patience))),
     };
-    let incoming = Incoming {
-        facts: RequestFacts {
-            method: parts.method.as_str().to_owned(),
-            authority: normalize_authority(&authority),
-            path,
-            headers: header_facts(&parts.headers),
-        },
-        stream: None,
-        body_bytes: body_bytes.len() as u64,
-        body_sha256: sha256_hex(&body_bytes),
-        received_ms,
-    };
+    let incoming = Incoming::new(&parts, &body_bytes, None, received_ms);
     let decision = ctx.decide(&incoming);
     let mut done = Done::default();
     if let Some(error) = body_error {
-        let status = if error.starts_with("request body over") {
-            413
-        } else if error.starts_with("no request body data") {
-            408
-        } else {
-            400
-        };
+        let status = error.status();
         done.status = Some(status);
         done.action_override = Some("respond");
         let response = Response {
             status,
             headers: Default::default(),
-            body: format!("misdirect: {error}\n"),
+            body: format!("misdirect: {}\n", error.describe()),
         };
-        done.error = Some(error);
+        done.error = Some(error.describe());
         ctx.journal_request(incoming, &decision, done);
         return to_hyper(&response, true);
     }
