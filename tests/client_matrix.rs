@@ -145,15 +145,7 @@ fn curl() {
         &command,
         &[
             ("always-421", &["retried_on_new_connection"]),
-            (
-                "browser-coalescing",
-                &[
-                    "coalesced (static.site.test)",
-                    "retried_on_new_connection (static.site.test) [not exercised]",
-                    "no_retry_on_same_connection [not exercised]",
-                    "stopped_coalescing (static.site.test) [not exercised]",
-                ],
-            ),
+            ("browser-coalescing", NEVER_COALESCES),
             ("cdn-misrouting", &["retried_on_new_connection"]),
             ("certificate-invalid", &[]),
             ("certificate-not-covering", &[]),
@@ -346,15 +338,7 @@ fn node_fetch() {
         &command,
         &[
             ("always-421", &[]),
-            (
-                "browser-coalescing",
-                &[
-                    "coalesced (static.site.test)",
-                    "retried_on_new_connection (static.site.test) [not exercised]",
-                    "no_retry_on_same_connection [not exercised]",
-                    "stopped_coalescing (static.site.test) [not exercised]",
-                ],
-            ),
+            ("browser-coalescing", NEVER_COALESCES),
             ("cdn-misrouting", &[]),
             ("certificate-invalid", &[]),
             ("certificate-not-covering", &[]),
@@ -398,15 +382,7 @@ fn node_fetch_one_connection() {
         &command,
         &[
             ("always-421", &["retried_on_new_connection"]),
-            (
-                "browser-coalescing",
-                &[
-                    "coalesced (static.site.test)",
-                    "retried_on_new_connection (static.site.test) [not exercised]",
-                    "no_retry_on_same_connection [not exercised]",
-                    "stopped_coalescing (static.site.test) [not exercised]",
-                ],
-            ),
+            ("browser-coalescing", NEVER_COALESCES),
             (
                 "cdn-misrouting",
                 &["retried_on_new_connection", "no_retry_on_same_connection"],
@@ -453,15 +429,7 @@ fn node_http2() {
         &command,
         &[
             ("always-421", &["retried_on_new_connection"]),
-            (
-                "browser-coalescing",
-                &[
-                    "coalesced (static.site.test)",
-                    "retried_on_new_connection (static.site.test) [not exercised]",
-                    "no_retry_on_same_connection [not exercised]",
-                    "stopped_coalescing (static.site.test) [not exercised]",
-                ],
-            ),
+            ("browser-coalescing", NEVER_COALESCES),
             ("cdn-misrouting", &["retried_on_new_connection"]),
             ("certificate-invalid", &[]),
             ("certificate-not-covering", &[]),
