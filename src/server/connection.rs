@@ -51,6 +51,8 @@ pub(crate) struct ConnCtx {
     pub closed: CancellationToken,
     /// Streams above this id are refused (an immediate GOAWAY is on its way).
     pub refuse_above: std::sync::atomic::AtomicU32,
+    /// When a request last arrived or finished (for the idle timeout).
+    pub last_active: std::sync::Mutex<tokio::time::Instant>,
 }
 
 /// Serves one accepted TCP connection to its end.
@@ -241,6 +243,7 @@ where
         requests: AtomicU64::new(0),
         closed: CancellationToken::new(),
         refuse_above: std::sync::atomic::AtomicU32::new(u32::MAX),
+        last_active: std::sync::Mutex::new(tokio::time::Instant::now()),
     });
     let reason = match protocol {
         Protocol::H2 | Protocol::H2c => super::h2conn::serve(Arc::clone(&ctx), io).await,
@@ -287,6 +290,29 @@ impl BodyError {
             BodyError::Stalled(patience) => format!("no request body data for {patience:?}"),
             BodyError::Failed(why) => format!("reading the request body failed: {why}"),
         }
+    }
+}
+
+impl BodyError {
+    /// What was done (for the journal) and the answer to send.
+    pub fn answer(&self) -> (Done, crate::engine::Response) {
+        let status = self.status();
+        let done = Done {
+            status: Some(status),
+            error: Some(self.describe()),
+            action_override: Some("respond"),
+            ..Done::default()
+        };
+        let response = crate::engine::Response {
+            status,
+            headers: [(
+                "content-type".to_owned(),
+                "text/plain; charset=utf-8".to_owned(),
+            )]
+            .into(),
+            body: format!("misdirect: {}\n", self.describe()),
+        };
+        (done, response)
     }
 }
 
@@ -363,6 +389,16 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl ConnCtx {
+    /// Notes activity now.
+    pub fn touch(&self) {
+        *self.last_active.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+
+    /// When a request last arrived or finished.
+    pub fn last_active(&self) -> tokio::time::Instant {
+        *self.last_active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// From now on, refuse streams above `last_stream_id`.
     pub fn refuse_above(&self, last_stream_id: u32) {
         self.refuse_above

@@ -68,6 +68,10 @@ where
     let tasks = TaskTracker::new();
     let mut draining = false;
     let mut shutting_down = false;
+    // Set when the idle timeout closes the connection: GOAWAY first, so that answers h2
+    // still holds are written before it goes.
+    let mut idle_closing = false;
+    let mut last_accepted: u32 = 0;
     // Set by an immediate GOAWAY rule: what to send once the streams below it are done.
     let mut abrupt: Option<(u32, ErrorCode, Option<String>)> = None;
     // Held until the connection is dropped (see Command::Abrupt).
@@ -83,12 +87,17 @@ where
     let reason = loop {
         tokio::select! {
             accepted = conn.accept() => match accepted {
+                None if idle_closing => {
+                    break format!("idle timeout ({:?} without a request)", limits.idle_timeout);
+                }
                 None if draining => break "drained after GOAWAY".to_owned(),
                 None if abrupt.is_some() => break "client closed before the GOAWAY".to_owned(),
                 None => break "client closed".to_owned(),
                 Some(Err(err)) => break describe_h2_error(&err),
                 Some(Ok((request, respond))) => {
                     idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                    ctx.touch();
+                    last_accepted = last_accepted.max(respond.stream_id().into());
                     // Stamped here, in arrival order, not when the task gets to run.
                     let received_ms = journal.now_ms();
                     tasks.spawn(handle_request(Arc::clone(&ctx), request, respond, tx.clone(), received_ms));
@@ -98,14 +107,7 @@ where
                 Command::Graceful { rule, sent } => {
                     if !draining && abrupt.is_none() {
                         draining = true;
-                        conn.graceful_shutdown();
-                        journal.record(EventKind::GoawaySent {
-                            connection: id,
-                            last_stream_id: MAX_STREAM_ID,
-                            code: ErrorCode::NoError,
-                            graceful: true,
-                            rule,
-                        });
+                        drain(&mut conn, &journal, id, rule);
                     }
                     let _ = sent.send(());
                 }
@@ -133,25 +135,43 @@ where
             () = &mut abrupt_deadline, if abrupt.is_some() => {
                 break "closed after GOAWAY (rule); streams below it were cut off".to_owned();
             }
-            () = &mut idle => {
-                if tasks.is_empty() {
-                    break format!("idle timeout ({:?} without a request)", limits.idle_timeout);
+            () = &mut idle, if !idle_closing => {
+                // Idle means no request in flight and none finished for the whole timeout.
+                let quiet_since = ctx.last_active();
+                let quiet_enough = quiet_since.elapsed() >= limits.idle_timeout;
+                if tasks.is_empty() && quiet_enough && !draining && abrupt.is_none() {
+                    // GOAWAY(NO_ERROR) naming the last stream, without the graceful dance's
+                    // PING; the loop then runs until h2 has written what it holds and closes.
+                    idle_closing = true;
+                    draining = true;
+                    conn.abrupt_shutdown(Reason::NO_ERROR);
+                    journal.record(EventKind::GoawaySent {
+                        connection: id,
+                        last_stream_id: last_accepted,
+                        code: ErrorCode::NoError,
+                        graceful: false,
+                        rule: None,
+                    });
+                    shutting_down = true;
+                    grace.as_mut().reset(tokio::time::Instant::now() + limits.shutdown_grace);
+                } else {
+                    // While requests are in flight, look again a whole timeout later;
+                    // otherwise when the quiet period since the last one will be over.
+                    let now = tokio::time::Instant::now();
+                    let next = if tasks.is_empty() {
+                        quiet_since + limits.idle_timeout
+                    } else {
+                        now + limits.idle_timeout
+                    };
+                    idle.as_mut().reset(next.max(now + std::time::Duration::from_millis(1)));
                 }
-                idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
             }
             () = ctx.shared.shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
                 grace.as_mut().reset(tokio::time::Instant::now() + limits.shutdown_grace);
                 if !draining && abrupt.is_none() {
                     draining = true;
-                    conn.graceful_shutdown();
-                    journal.record(EventKind::GoawaySent {
-                        connection: id,
-                        last_stream_id: MAX_STREAM_ID,
-                        code: ErrorCode::NoError,
-                        graceful: true,
-                        rule: None,
-                    });
+                    drain(&mut conn, &journal, id, None);
                 }
             }
             () = &mut grace, if shutting_down => break "shutdown grace period over".to_owned(),
@@ -226,6 +246,27 @@ async fn send_goaway_and_close<T>(
     .await;
 }
 
+/// Starts h2's graceful shutdown (GOAWAY with the highest stream id, then the real one once
+/// a PING round trip shows the client has seen it) and journals it.
+fn drain<T, B>(
+    conn: &mut h2::server::Connection<T, B>,
+    journal: &crate::journal::Journal,
+    id: u64,
+    rule: Option<String>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+    B: bytes::Buf,
+{
+    conn.graceful_shutdown();
+    journal.record(EventKind::GoawaySent {
+        connection: id,
+        last_stream_id: MAX_STREAM_ID,
+        code: ErrorCode::NoError,
+        graceful: true,
+        rule,
+    });
+}
+
 fn describe_h2_error(err: &h2::Error) -> String {
     if err.is_go_away() && err.is_remote() {
         format!(
@@ -246,6 +287,8 @@ async fn handle_request(
     commands: mpsc::UnboundedSender<Command>,
     received_ms: f64,
 ) {
+    // However the task ends, the connection has been busy until then.
+    let _busy = Busy(Arc::clone(&ctx));
     let stream_id: u32 = respond.stream_id().into();
     if ctx.refused(stream_id) {
         // Above the last-stream-id of a GOAWAY this connection is about to send: not
@@ -263,11 +306,7 @@ async fn handle_request(
     // Each request is journaled before its answer goes out, so that a client that has seen
     // the answer can rely on the journal having the request.
     if let Some(error) = body_error {
-        let status = error.status();
-        done.status = Some(status);
-        done.action_override = Some("respond");
-        let response = plain(status, &format!("misdirect: {}\n", error.describe()));
-        done.error = Some(error.describe());
+        let (done, response) = error.answer();
         ctx.journal_request(incoming, &decision, done);
         send_or_record(&ctx, &mut respond, &response, head_request);
         return;
@@ -339,6 +378,15 @@ async fn handle_request(
     }
 }
 
+/// Marks the connection active when dropped, i.e. when a request task ends.
+struct Busy(Arc<ConnCtx>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+    }
+}
+
 /// Resets a stream with REFUSED_STREAM without answering it, and journals that.
 fn refuse(ctx: &ConnCtx, respond: &mut SendResponse<Bytes>, reason: &str) {
     respond.send_reset(Reason::REFUSED_STREAM);
@@ -391,18 +439,6 @@ async fn read_body(
         }
     }
     (buf.freeze(), None)
-}
-
-fn plain(status: u16, body: &str) -> Response {
-    Response {
-        status,
-        headers: [(
-            "content-type".to_owned(),
-            "text/plain; charset=utf-8".to_owned(),
-        )]
-        .into(),
-        body: body.to_owned(),
-    }
 }
 
 /// Whether a response with this status may carry content (RFC 9110 §15.3.5, §15.4.5).

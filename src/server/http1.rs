@@ -112,15 +112,7 @@ async fn handle_request(
     let decision = ctx.decide(&incoming);
     let mut done = Done::default();
     if let Some(error) = body_error {
-        let status = error.status();
-        done.status = Some(status);
-        done.action_override = Some("respond");
-        let response = Response {
-            status,
-            headers: Default::default(),
-            body: format!("misdirect: {}\n", error.describe()),
-        };
-        done.error = Some(error.describe());
+        let (done, response) = error.answer();
         ctx.journal_request(incoming, &decision, done);
         return to_hyper(&response, true);
     }
