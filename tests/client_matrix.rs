@@ -541,6 +541,17 @@ fn browser_ready(test: &str, program: &str, package: &str) -> bool {
         && common::in_loopback_namespace(test, "true", &[]).is_some()
 }
 
+/// Browsers are heavy for the 2-core machines: one at a time.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn version_of(program: &str) -> String {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Chromium: coalesces same-site names and retries a coalesced 421 on a new connection, but
 /// resends a 421 from a connection whose SNI was the right name on that same connection.
 #[test]
@@ -552,14 +563,19 @@ fn chromium() {
     ) {
         return;
     }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let command = vec![
         root()
             .join("clients/chromium.sh")
             .to_string_lossy()
             .into_owned(),
     ];
+    let name = format!(
+        "chromium ({}; the README table was measured on 156.0.8078.108)",
+        version_of("chromium")
+    );
     check_row(
-        "chromium",
+        &name,
         &command,
         &[
             ("always-421", &["retried_on_new_connection"]),
@@ -592,6 +608,7 @@ fn firefox() {
     ) {
         return;
     }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let command = vec![
         root()
             .join("clients/firefox.sh")
@@ -615,5 +632,9 @@ fn firefox() {
     .into_iter()
     .map(|s| (s, &[][..]))
     .collect();
-    check_row("firefox", &command, &cells, Some(&in_namespace));
+    let name = format!(
+        "firefox ({}; the README table was measured on 153.7.0esr)",
+        version_of("firefox-esr")
+    );
+    check_row(&name, &command, &cells, Some(&in_namespace));
 }

@@ -46,6 +46,12 @@ fn images(test: &str) -> bool {
         );
         return false;
     }
+    // What scripts/docker-build needs besides the engine (scripts/test installs them).
+    for (program, package) in [("debootstrap", "debootstrap"), ("musl-gcc", "musl-tools")] {
+        if !common::have_tool(test, program, &format!("the Debian package `{package}`")) {
+            return false;
+        }
+    }
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let output = Command::new(root().join("scripts/docker-build"))
