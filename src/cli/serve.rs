@@ -58,7 +58,7 @@ pub struct ServerArgs {
     /// Allow the control API on a non-loopback address (it can load scenarios: use a token).
     #[arg(long, env = "MISDIRECT_CONTROL_ALLOW_REMOTE")]
     pub control_allow_remote: bool,
-    /// Bind every listener on all interfaces (0.0.0.0, or [::] for IPv6 listeners) at the
+    /// Bind every listener on all interfaces (`0.0.0.0`, or `[::]` for IPv6 listeners) at the
     /// scenario's port, instead of its loopback address: for containers, where clients come
     /// from other hosts. The container image sets this; nothing else does.
     #[arg(long, env = "MISDIRECT_BIND_ALL")]
