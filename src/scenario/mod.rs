@@ -2,8 +2,9 @@
 //! a correct client is expected to have done.
 //!
 //! The types here are the file format itself (serde + schemars). Reading a file with precise,
-//! multi-error diagnostics lives in [`load`]; cross-reference checks in [`validate`]; the
-//! relative/absolute time syntax of validity windows in [`when`].
+//! multi-error diagnostics lives in `load` ([`from_path`], [`from_bytes`]); cross-reference
+//! checks in `validate` ([`validate()`]); the relative/absolute time syntax of validity
+//! windows in `when` ([`TimeSpec`]).
 
 mod load;
 mod validate;
