@@ -204,6 +204,29 @@ fn prepare(
     }
 }
 
+/// Listens for signals (before anything can be ready) and starts the server; `None` after
+/// saying why not.
+async fn start(
+    command: &str,
+    scenario: Scenario,
+    options: ServeOptions,
+) -> Option<(Signals, Server)> {
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("misdirect {command}: cannot listen for signals: {err}");
+            return None;
+        }
+    };
+    match Server::start(scenario, options).await {
+        Ok(server) => Some((signals, server)),
+        Err(err) => {
+            eprintln!("misdirect {command}: {err}");
+            None
+        }
+    }
+}
+
 pub(super) fn serve(args: ServeArgs) -> ExitCode {
     let Some((scenario, options, runtime)) =
         prepare(&args.file, &args.server, PathBuf::from("certs"))
@@ -211,19 +234,8 @@ pub(super) fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
-        let mut signals = match Signals::install() {
-            Ok(signals) => signals,
-            Err(err) => {
-                eprintln!("misdirect serve: cannot listen for signals: {err}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let server = match Server::start(scenario, options).await {
-            Ok(server) => server,
-            Err(err) => {
-                eprintln!("misdirect serve: {err}");
-                return ExitCode::FAILURE;
-            }
+        let Some((mut signals, server)) = start("serve", scenario, options).await else {
+            return ExitCode::FAILURE;
         };
         let line = match serde_json::to_string(server.ready()) {
             Ok(line) => line,
@@ -308,19 +320,8 @@ fn run_prepared(
         allow_not_exercised: args.allow_not_exercised,
     };
     runtime.block_on(async move {
-        let mut signals = match Signals::install() {
-            Ok(signals) => signals,
-            Err(err) => {
-                eprintln!("misdirect run: cannot listen for signals: {err}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let server = match Server::start(scenario, options).await {
-            Ok(server) => server,
-            Err(err) => {
-                eprintln!("misdirect run: {err}");
-                return ExitCode::FAILURE;
-            }
+        let Some((mut signals, server)) = start("run", scenario, options).await else {
+            return ExitCode::FAILURE;
         };
         log_listening(&server);
         let handle = server.handle();
