@@ -6,8 +6,16 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::engine::{Response, Route};
+use crate::journal::harness_path;
+use crate::ready::{Ready, ReadyListener};
 use crate::scenario::{ClientStep, Scenario, name_matches};
-use crate::server::{CLIENT_PAGE_PATH, Ready, ReadyListener};
+
+/// Where every host serves the page that carries out the client plan in a browser.
+pub const CLIENT_PAGE_PATH: &str = harness_path!("client");
+
+/// What the journal names a request for the client page (its `rule`).
+pub const CLIENT_PAGE_ROUTE: &str = "misdirect client page";
 
 /// One step of the plan, with the URL made concrete.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -221,6 +229,28 @@ pub fn browser_url(scenario: &Scenario, ready: &Ready) -> Option<String> {
         "{scheme}://{name}:{}{CLIENT_PAGE_PATH}",
         listener.port
     ))
+}
+
+/// The client page as a route every host answers (`GET` [`CLIENT_PAGE_PATH`]), to be handed
+/// to the server: the plan in it has the real ports, so it is built once they are bound.
+pub fn page_route(scenario: &Scenario, ready: &Ready) -> Route {
+    Route {
+        name: CLIENT_PAGE_ROUTE.to_owned(),
+        method: "GET".to_owned(),
+        path: CLIENT_PAGE_PATH.to_owned(),
+        response: Response {
+            status: 200,
+            headers: [
+                (
+                    "content-type".to_owned(),
+                    "text/html; charset=utf-8".to_owned(),
+                ),
+                ("cache-control".to_owned(), "no-store".to_owned()),
+            ]
+            .into(),
+            body: page(scenario, ready),
+        },
+    }
 }
 
 /// The browser page: runs the plan one step at a time; GETs as `<img>` loads (credentialed,

@@ -26,8 +26,64 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::harness::Handle;
 use crate::scenario;
-use crate::server::Handle;
+
+/// Where and how the control API listens.
+#[derive(Debug, Clone)]
+pub struct ControlOptions {
+    /// Address to bind (loopback unless the caller explicitly chose otherwise).
+    pub address: std::net::SocketAddr,
+    /// When set, every request but `/health` must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+/// Why the control API could not listen.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "control API: cannot bind {address}: {source} (is another process using that port? port 0 picks a free one)"
+)]
+pub struct ControlError {
+    /// The address asked for.
+    address: std::net::SocketAddr,
+    /// The OS error.
+    source: std::io::Error,
+}
+
+/// The control API's listener, bound before the harness starts so that its URL can be part
+/// of the readiness line.
+pub struct Control {
+    listener: TcpListener,
+    url: String,
+    token: Option<String>,
+}
+
+impl Control {
+    /// Binds the control API's listener.
+    pub async fn bind(options: &ControlOptions) -> Result<Control, ControlError> {
+        let error = |source| ControlError {
+            address: options.address,
+            source,
+        };
+        let listener = TcpListener::bind(options.address).await.map_err(error)?;
+        let address = listener.local_addr().map_err(error)?;
+        Ok(Control {
+            listener,
+            url: format!("http://{address}"),
+            token: options.token.clone(),
+        })
+    }
+
+    /// Its base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Serves the control API for `handle` until the harness shuts down.
+    pub async fn serve(self, handle: Handle) {
+        serve(self.listener, handle, self.token).await;
+    }
+}
 
 /// Largest scenario accepted by `PUT /scenario`.
 const MAX_SCENARIO_BYTES: usize = 4 * 1024 * 1024;
@@ -35,7 +91,7 @@ const MAX_SCENARIO_BYTES: usize = 4 * 1024 * 1024;
 type Reply = http::Response<Full<Bytes>>;
 
 /// Serves the control API until the server shuts down.
-pub(crate) async fn serve(listener: TcpListener, handle: Handle, token: Option<String>) {
+async fn serve(listener: TcpListener, handle: Handle, token: Option<String>) {
     let token: Arc<Option<String>> = Arc::new(token);
     let shutdown = handle.shutdown_token();
     loop {
@@ -128,9 +184,7 @@ async fn route(handle: &Handle, token: &Option<String>, request: http::Request<I
         (Method::GET, "/listeners") => json(StatusCode::OK, &handle.ready().listeners),
         (Method::GET, "/plan") => json(
             StatusCode::OK,
-            &serde_json::json!({
-                "steps": crate::client::resolved_plan(&handle.scenario(), handle.ready())
-            }),
+            &serde_json::json!({ "steps": handle.plan() }),
         ),
         (Method::GET, "/journal") => journal(handle, &request),
         (Method::POST, "/reset") => {

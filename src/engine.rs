@@ -2,12 +2,17 @@
 //!
 //! Pure and sans-IO, as quinn-proto's protocol core is: no sockets, no clock of its own (the
 //! caller passes milliseconds), randomness drawn from the scenario seed. The server builds the
-//! facts, calls [`Engine::decide`], and carries out the returned [`Outcome`].
+//! facts, calls [`Engine::decide`], and carries out the returned [`Instruction`].
+//!
+//! Besides the scenario, the engine knows the harness's own [`Route`]s (the browser client
+//! page), handed down by the layer that composes the harness: they answer before any rule and
+//! are not counted as the scenario's requests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::journal;
 use crate::scenario::{
     Action, ErrorCode, HostSpec, Matcher, ResponseSpec, RuleSpec, Scenario, name_matches,
     path_matches,
@@ -52,9 +57,9 @@ pub struct Response {
     pub body: String,
 }
 
-/// What to do with the request.
+/// What the server is to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Instruction {
     /// Send this response.
     Respond(Response),
     /// Reset the stream with this code (on HTTP/1.1: close the connection).
@@ -73,11 +78,38 @@ pub enum Outcome {
     Close,
 }
 
+impl Instruction {
+    /// The journal's word for it.
+    pub fn action(&self) -> journal::Action {
+        match self {
+            Instruction::Respond(_) => journal::Action::Respond,
+            Instruction::Reset(_) => journal::Action::ResetStream,
+            Instruction::Goaway { .. } => journal::Action::Goaway,
+            Instruction::Close => journal::Action::Close,
+        }
+    }
+}
+
+/// A response the harness itself serves on every host (the browser client page): matched
+/// before the scenario's rules, by method and exact path (a query string is allowed), and
+/// not counted among the scenario's requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Name journaled as the request's `rule`, e.g. `misdirect client page`.
+    pub name: String,
+    /// Method, e.g. `GET`.
+    pub method: String,
+    /// Path, e.g. `/_misdirect/client`.
+    pub path: String,
+    /// The answer.
+    pub response: Response,
+}
+
 /// The engine's full answer for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// What to do.
-    pub outcome: Outcome,
+    pub instruction: Instruction,
     /// Wait this long first.
     pub delay_ms: u64,
     /// Name of the rule that fired, if any.
@@ -88,9 +120,10 @@ pub struct Decision {
     pub attempt: u64,
     /// Position of the request on its connection, from 1.
     pub request_on_connection: u64,
-    /// Position of the request among all requests, from 1.
+    /// Position of the request among all requests, from 1 (0 for a harness route).
     pub request_number: u64,
-    /// Whether the connection had already carried another authority before this request.
+    /// Whether the request is coalesced: its authority is not the name the connection was
+    /// opened for — the SNI, or without SNI the first authority the connection carried.
     pub coalesced: bool,
     /// Why the default routing answered 421 (no rule), for the journal and the body.
     pub misdirected_because: Option<String>,
@@ -109,8 +142,12 @@ struct State {
 
 #[derive(Debug, Default, Clone)]
 struct ConnectionState {
+    /// The scenario's requests on it.
     requests: u64,
-    authorities: BTreeSet<String>,
+    /// Requests for the harness's own routes on it.
+    harness_requests: u64,
+    /// The first authority it carried: what it was opened for when there was no SNI.
+    first_authority: Option<String>,
 }
 
 /// The compiled scenario plus its counters.
@@ -119,16 +156,23 @@ pub struct Engine {
     seed: u64,
     rules: Vec<RuleSpec>,
     hosts: Vec<HostSpec>,
+    routes: Vec<Route>,
     state: State,
 }
 
 impl Engine {
-    /// An engine for this scenario, with zeroed counters.
+    /// An engine for this scenario, with zeroed counters and no harness routes.
     pub fn new(scenario: &Scenario) -> Engine {
+        Engine::with_routes(scenario, Vec::new())
+    }
+
+    /// An engine for this scenario that also answers the harness's own routes.
+    pub fn with_routes(scenario: &Scenario, routes: Vec<Route>) -> Engine {
         Engine {
             seed: scenario.seed,
             rules: scenario.rules.clone(),
             hosts: scenario.hosts.clone(),
+            routes,
             state: State {
                 fired_total: vec![0; scenario.rules.len()],
                 ..State::default()
@@ -151,6 +195,25 @@ impl Engine {
 
     /// Decides what to do with a request; updates the counters.
     pub fn decide(&mut self, conn: &ConnectionFacts, req: &RequestFacts, now_ms: u64) -> Decision {
+        if let Some(route) = self.routes.iter().find(|r| {
+            r.method.eq_ignore_ascii_case(&req.method) && path_matches(&r.path, &req.path)
+        }) {
+            // The harness's own page: outside the scenario, so no counter moves but the
+            // connection's position.
+            let connection = self.state.connections.entry(conn.id).or_default();
+            connection.harness_requests += 1;
+            return Decision {
+                instruction: Instruction::Respond(route.response.clone()),
+                delay_ms: 0,
+                rule: Some(route.name.clone()),
+                host: None,
+                attempt: 1,
+                request_on_connection: connection.requests + connection.harness_requests,
+                request_number: 0,
+                coalesced: false,
+                misdirected_because: None,
+            };
+        }
         let state = &mut self.state;
         state.requests += 1;
         let request_number = state.requests;
@@ -163,8 +226,12 @@ impl Engine {
         let connection = state.connections.entry(conn.id).or_default();
         connection.requests += 1;
         let request_on_connection = connection.requests;
-        let coalesced = connection.authorities.iter().any(|a| *a != req.authority);
-        connection.authorities.insert(req.authority.clone());
+        let opened_for = conn.sni.as_deref().unwrap_or_else(|| {
+            connection
+                .first_authority
+                .get_or_insert_with(|| req.authority.clone())
+        });
+        let coalesced = !opened_for.eq_ignore_ascii_case(&req.authority);
 
         let context = Context {
             conn,
@@ -177,7 +244,7 @@ impl Engine {
             seed: self.seed,
         };
         let mut decision = Decision {
-            outcome: Outcome::Close,
+            instruction: Instruction::Close,
             delay_ms: 0,
             rule: None,
             host: None,
@@ -208,16 +275,16 @@ impl Engine {
                     .unwrap_or_else(|| format!("rules[{index}]")),
             );
             decision.delay_ms = rule.delay_ms;
-            decision.outcome = match &rule.action {
-                Action::Respond(respond) => Outcome::Respond(Response {
+            decision.instruction = match &rule.action {
+                Action::Respond(respond) => Instruction::Respond(Response {
                     status: respond.status,
                     headers: respond.headers.clone(),
                     body: respond.body.clone().unwrap_or_else(|| {
                         default_body(respond.status, req, decision.rule.as_deref())
                     }),
                 }),
-                Action::ResetStream(reset) => Outcome::Reset(reset.code),
-                Action::Goaway(goaway) => Outcome::Goaway {
+                Action::ResetStream(reset) => Instruction::Reset(reset.code),
+                Action::Goaway(goaway) => Instruction::Goaway {
                     code: goaway.code,
                     graceful: goaway.graceful,
                     response: goaway.graceful.then(|| {
@@ -226,12 +293,12 @@ impl Engine {
                         response
                     }),
                 },
-                Action::Close => Outcome::Close,
+                Action::Close => Instruction::Close,
             };
             return decision;
         }
         let (response, host, misdirected) = route(&self.hosts, conn, req);
-        decision.outcome = Outcome::Respond(response);
+        decision.instruction = Instruction::Respond(response);
         decision.host = host;
         decision.misdirected_because = misdirected;
         decision

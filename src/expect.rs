@@ -10,12 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{Event, EventKind, RequestEvent};
+use crate::journal::{Action, Event, EventKind, HARNESS_PATH_PREFIX, RequestEvent};
 use crate::scenario::{CountRange, ErrorCode, Expectation, Signal, name_matches};
-
-/// Paths under this prefix are the harness's own (the browser client page); expectations
-/// ignore them.
-pub const HARNESS_PATH_PREFIX: &str = "/_misdirect/";
 
 /// How one expectation came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,16 +215,14 @@ impl Req<'_> {
         match signal {
             Signal::Misdirected => self.misdirected(),
             Signal::RefusedStream => self.event.reset_code == Some(ErrorCode::RefusedStream),
-            Signal::Goaway => self.event.action == "goaway" && self.event.status.is_none(),
+            Signal::Goaway => self.event.action == Action::Goaway && self.event.status.is_none(),
         }
     }
 
-    /// On a connection opened for another name than the one requested.
-    fn coalesced_onto_other_sni(&self) -> bool {
-        self.event
-            .sni
-            .as_deref()
-            .is_some_and(|sni| !sni.eq_ignore_ascii_case(&self.event.authority))
+    /// On a connection opened for another name than the one requested, as the engine
+    /// computed and the journal recorded it.
+    fn coalesced(&self) -> bool {
+        self.event.coalesced
     }
 
     fn for_authority(&self, authority: Option<&str>) -> bool {
@@ -245,7 +239,8 @@ struct Run<'a> {
     connections: Vec<u64>,
 }
 
-type Outcome = (Status, String, Vec<u64>);
+/// What one check found: its status, the explanation, and the evidence (sequence numbers).
+type CheckResult = (Status, String, Vec<u64>);
 
 impl<'a> Run<'a> {
     fn new(events: &'a [Event]) -> Run<'a> {
@@ -272,7 +267,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn check(&self, expectation: &Expectation) -> Outcome {
+    fn check(&self, expectation: &Expectation) -> CheckResult {
         match expectation {
             Expectation::RetriedOnNewConnection(e) => {
                 self.retried(e.authority.as_deref(), e.within_ms as f64, e.after, true)
@@ -325,7 +320,7 @@ impl<'a> Run<'a> {
         within_ms: f64,
         signal: Signal,
         new_connection: bool,
-    ) -> Outcome {
+    ) -> CheckResult {
         let words = signal_words(signal);
         let originals = self.first_signalled(authority, signal);
         if originals.is_empty() {
@@ -399,7 +394,7 @@ impl<'a> Run<'a> {
         )
     }
 
-    fn no_retry_on_same_connection(&self, authority: Option<&str>) -> Outcome {
+    fn no_retry_on_same_connection(&self, authority: Option<&str>) -> CheckResult {
         let misdirected: Vec<&Req<'a>> = self
             .requests
             .iter()
@@ -435,13 +430,11 @@ impl<'a> Run<'a> {
         )
     }
 
-    fn stopped_coalescing(&self, authority: Option<&str>, grace_ms: f64) -> Outcome {
+    fn stopped_coalescing(&self, authority: Option<&str>, grace_ms: f64) -> CheckResult {
         let coalesced_421s: Vec<&Req<'a>> = self
             .requests
             .iter()
-            .filter(|r| {
-                r.misdirected() && r.coalesced_onto_other_sni() && r.for_authority(authority)
-            })
+            .filter(|r| r.misdirected() && r.coalesced() && r.for_authority(authority))
             .collect();
         let Some(first) = coalesced_421s.first() else {
             return not_exercised(
@@ -455,7 +448,7 @@ impl<'a> Run<'a> {
                 r.seq > misdirected.seq
                     && r.event.received_ms > after
                     && r.event.authority == misdirected.event.authority
-                    && r.coalesced_onto_other_sni()
+                    && r.coalesced()
             }) {
                 return (
                     Status::Fail,
@@ -481,7 +474,7 @@ impl<'a> Run<'a> {
         )
     }
 
-    fn coalesced(&self, authority: &str, expected: bool) -> Outcome {
+    fn coalesced(&self, authority: &str, expected: bool) -> CheckResult {
         let asked: Vec<&Req<'a>> = self
             .requests
             .iter()
@@ -490,7 +483,7 @@ impl<'a> Run<'a> {
         if asked.is_empty() {
             return not_exercised(&format!("{authority} was never requested"), None);
         }
-        let coalesced = asked.iter().find(|r| r.coalesced_onto_other_sni());
+        let coalesced = asked.iter().find(|r| r.coalesced());
         match (coalesced, expected) {
             (Some(r), true) => (
                 Status::Pass,
@@ -521,7 +514,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn max_attempts(&self, max: u64, authority: Option<&str>) -> Outcome {
+    fn max_attempts(&self, max: u64, authority: Option<&str>) -> CheckResult {
         let mut attempts: BTreeMap<(&str, &str, &str), Vec<&Req<'a>>> = BTreeMap::new();
         for r in self.requests.iter().filter(|r| r.for_authority(authority)) {
             attempts.entry(r.key()).or_default().push(r);
@@ -549,7 +542,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn retry_same_body(&self, authority: Option<&str>) -> Outcome {
+    fn retry_same_body(&self, authority: Option<&str>) -> CheckResult {
         let originals = self.first_signalled(authority, Signal::Misdirected);
         let mut compared = Vec::new();
         for original in &originals {
@@ -583,7 +576,7 @@ impl<'a> Run<'a> {
     }
 }
 
-fn not_exercised(what: &str, authority: Option<&str>) -> Outcome {
+fn not_exercised(what: &str, authority: Option<&str>) -> CheckResult {
     let scope = authority.map_or(String::new(), |a| format!(" for {a}"));
     (
         Status::NotExercised,
@@ -592,7 +585,7 @@ fn not_exercised(what: &str, authority: Option<&str>) -> Outcome {
     )
 }
 
-fn count_check(what: &str, seqs: Vec<u64>, range: &CountRange) -> Outcome {
+fn count_check(what: &str, seqs: Vec<u64>, range: &CountRange) -> CheckResult {
     let count = seqs.len() as u64;
     let status = if range.contains(count) {
         Status::Pass

@@ -16,6 +16,19 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::scenario::ErrorCode;
 
+/// A path under [`HARNESS_PATH_PREFIX`], as a `&'static str`: `harness_path!("client")`.
+macro_rules! harness_path {
+    ($name:literal) => {
+        concat!("/_misdirect/", $name)
+    };
+}
+pub(crate) use harness_path;
+
+/// Paths under this prefix are the harness's own (the browser client page, served beside
+/// every scenario): the journal records their requests, expectations and counts skip them.
+/// Other harness paths are spelt with `harness_path!`, so that the prefix is written once.
+pub const HARNESS_PATH_PREFIX: &str = harness_path!("");
+
 /// Events kept in memory at most; older ones are evicted (and counted), never the file's.
 pub const MEMORY_CAPACITY: usize = 1_000_000;
 
@@ -150,11 +163,11 @@ pub struct RequestEvent {
     /// Position among all requests, from 1.
     pub request_number: u64,
     /// `h2`, `h2c` or `http/1.1`.
-    pub protocol: String,
+    pub protocol: Protocol,
     /// Method.
     pub method: String,
     /// `https` or `http`.
-    pub scheme: String,
+    pub scheme: Scheme,
     /// Authority without port.
     pub authority: String,
     /// Path with query.
@@ -163,7 +176,9 @@ pub struct RequestEvent {
     pub sni: Option<String>,
     /// 1 = first try of this method+authority+path, 2 = first retry, …
     pub attempt: u64,
-    /// The connection had carried another authority before.
+    /// The request was coalesced: its authority is not the name the connection was opened
+    /// for — the SNI, or without SNI the first authority the connection carried. Computed
+    /// once, by the engine; rules, expectations and the report all read this.
     pub coalesced: bool,
     /// Request body size in bytes.
     pub body_bytes: u64,
@@ -173,8 +188,8 @@ pub struct RequestEvent {
     pub rule: Option<String>,
     /// Host that answered by default routing, if any.
     pub host: Option<String>,
-    /// `respond`, `reset_stream`, `goaway` or `close`.
-    pub action: String,
+    /// What was done: `respond`, `reset_stream`, `goaway` or `close`.
+    pub action: Action,
     /// Status sent, if a response was sent.
     pub status: Option<u16>,
     /// RST_STREAM code sent, if any.
@@ -187,6 +202,76 @@ pub struct RequestEvent {
     pub received_ms: f64,
     /// From headers received to action completed, ms.
     pub duration_ms: f64,
+}
+
+/// Which HTTP a connection speaks, as the journal names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    /// HTTP/2 over TLS (ALPN `h2`).
+    #[serde(rename = "h2")]
+    H2,
+    /// HTTP/2 over cleartext, by prior knowledge.
+    #[serde(rename = "h2c")]
+    H2c,
+    /// HTTP/1.1, over TLS or not.
+    #[serde(rename = "http/1.1")]
+    Http11,
+}
+
+impl Protocol {
+    /// The journal's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::H2 => "h2",
+            Protocol::H2c => "h2c",
+            Protocol::Http11 => "http/1.1",
+        }
+    }
+}
+
+/// The URL scheme of a request: `https` over TLS, `http` over cleartext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    /// Over TLS.
+    Https,
+    /// Over cleartext.
+    Http,
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        })
+    }
+}
+
+/// What the server did with a request (the `action` of a `request` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Answered it (also 413, 408 and 400 for bodies the harness could not take).
+    Respond,
+    /// Reset its stream (RST_STREAM).
+    ResetStream,
+    /// Sent GOAWAY: graceful (the request was answered) or immediate (it was not).
+    Goaway,
+    /// Closed the connection without answering.
+    Close,
+}
+
+impl Action {
+    /// The journal's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Respond => "respond",
+            Action::ResetStream => "reset_stream",
+            Action::Goaway => "goaway",
+            Action::Close => "close",
+        }
+    }
 }
 
 struct Inner {

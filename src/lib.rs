@@ -5,23 +5,46 @@
 //! Data flows one way: a scenario file is parsed and validated ([`scenario`]), its CA and
 //! certificates are generated ([`pki`]), listeners serve it over TLS ([`tls`]) and HTTP/2
 //! or HTTP/1.1 ([`server`]), a pure [`engine`] decides each response, the [`journal`] records
-//! everything, and [`expect`] turns the journal into a verdict.
+//! everything, and [`expect`] turns the journal into a verdict. The [`harness`] composes a
+//! server with what misdirect serves beyond the scenario; `run`, the control API and the
+//! command line sit on top.
+//!
+//! # Layers
+//!
+//! A module imports only from modules in layers below its own — never from its own layer,
+//! never from above — so that no two modules import each other, however indirectly.
+//! `tests/layers.rs` reads this table and checks every `crate::` path in `src/` against it.
+//!
+//! | layer | modules | what the layer is |
+//! |---|---|---|
+//! | 6 | `cli` | the command line: wiring only |
+//! | 5 | `run`, `control` | judging a client command; the control API |
+//! | 4 | `harness` | a server composed with the client page and the control URL |
+//! | 3 | `server`, `client`, `report` | serving a scenario; what a client is told; pictures of a journal |
+//! | 2 | `tls`, `engine`, `expect`, `ready` | TLS set-up; the decision; the verdict; the readiness line |
+//! | 1 | `pki`, `journal` | certificates; events |
+//! | 0 | `scenario` | the file format |
 //!
 //! - [`scenario`]: the file format (serde + JSON Schema), loading with precise diagnostics,
-//!   and cross-reference validation. Reads a file; does no other I/O.
-//! - [`pki`]: CA and leaf certificates (rcgen on ring), SPKI hashes, PEM files with safe
-//!   permissions. Knows nothing of HTTP.
+//!   and cross-reference validation. Reads the scenario file; no other I/O.
+//! - [`pki`]: CA and leaf certificates (rcgen on ring), SPKI hashes, PEM files written
+//!   atomically with safe permissions. Knows nothing of HTTP.
+//! - [`journal`]: numbered, timestamped events in memory and as NDJSON, and the words they
+//!   use ([`journal::Action`], [`journal::Protocol`], the harness's path prefix).
 //! - [`tls`]: rustls configurations per listener and the SNI certificate resolver.
-//! - [`engine`]: (connection facts, request facts, counters, time) → outcome. Sans-IO,
-//!   seeded, property-tested.
-//! - [`server`]: accept loops, h2 and hyper plumbing, carrying out outcomes, frame
-//!   injection, limits, graceful shutdown; [`server::Server`] is also the library's handle.
-//! - [`journal`]: numbered, timestamped events in memory and as NDJSON.
+//! - [`engine`]: (connection facts, request facts, counters, time) → [`engine::Decision`].
+//!   Sans-IO, seeded, property-tested; answers the harness's own [`engine::Route`]s first.
 //! - [`expect`]: expectations over the journal → [`expect::Verdict`].
+//! - [`ready`]: the readiness information a launcher learns.
+//! - [`server`]: accept loops, TLS or h2c, one request pipeline yielding a typed plan, the
+//!   HTTP/2 and HTTP/1.1 translators, frame injection, limits, graceful shutdown;
+//!   [`server::Server`] is also the library's handle. Knows nothing of the layers above.
 //! - [`client`]: the client plan with real ports, the environment of `misdirect run`, the
-//!   browser page.
-//! - [`run`]: running a client command against a server and judging it.
+//!   browser page and its route.
 //! - [`report`]: the journal drawn as lanes, as text and HTML/SVG.
+//! - [`harness`]: a server with the client page on every host and the control API's URL in
+//!   its readiness.
+//! - [`run`]: running a client command against a harness and judging it.
 //! - `control`: the HTTP/1.1 JSON control API (private; reached over HTTP).
 //! - [`cli`]: the `misdirect` command line (clap); wiring only.
 
@@ -30,8 +53,10 @@ pub mod client;
 mod control;
 pub mod engine;
 pub mod expect;
+pub mod harness;
 pub mod journal;
 pub mod pki;
+pub mod ready;
 pub mod report;
 pub mod run;
 pub mod scenario;

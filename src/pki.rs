@@ -106,7 +106,8 @@ impl Leaf {
         PrivateKeyDer::Pkcs8(self.key_der.clone_key())
     }
 
-    /// The leaf certificate alone, PEM.
+    /// The chain as PEM: the leaf, then the CA when the CA issued it (a self-signed leaf is
+    /// its own chain).
     pub fn chain_pem(&self, ca: &Ca) -> String {
         match self.issuer {
             Issuer::Ca => format!("{}{}", self.cert_pem, ca.cert_pem),

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::expect::{HARNESS_PATH_PREFIX, Status, Verdict};
-use crate::journal::{Event, EventKind, RequestEvent};
+use crate::expect::{Status, Verdict};
+use crate::journal::{Action, Event, EventKind, HARNESS_PATH_PREFIX, RequestEvent};
 
 /// A connection and what happened on it.
 #[derive(Debug, Default, Clone)]
@@ -107,12 +107,12 @@ fn model(events: &[Event]) -> Model {
 }
 
 fn outcome(request: &RequestEvent) -> String {
-    match (request.status, &request.reset_code, request.action.as_str()) {
+    match (request.status, &request.reset_code, request.action) {
         (Some(status), _, _) => status.to_string(),
         (None, Some(code), _) => format!("RST_STREAM {code:?}"),
-        (None, None, "goaway") => "GOAWAY".to_owned(),
-        (None, None, "close") => "closed".to_owned(),
-        (None, None, other) => other.to_owned(),
+        (None, None, Action::Goaway) => "GOAWAY".to_owned(),
+        (None, None, Action::Close) => "closed".to_owned(),
+        (None, None, other) => other.as_str().to_owned(),
     }
 }
 
@@ -170,6 +170,9 @@ pub fn text(events: &[Event], verdict: Option<&Verdict>) -> String {
                     format!("on connection {connection}")
                 };
                 let _ = write!(line, "  ⇒ retried as #{retry} {place}");
+            }
+            if request.coalesced {
+                let _ = write!(line, "  (coalesced)");
             }
             let _ = writeln!(out, "{line}");
         }
@@ -289,7 +292,7 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
             };
             let _ = write!(
                 svg,
-                r##"<g class="request" data-seq="{seq}"><title>#{seq} {method} {authority}{path} → {outcome}{rule}</title>
+                r##"<g class="request" data-seq="{seq}"><title>#{seq} {method} {authority}{path} → {outcome}{coalesced}{rule}</title>
 <rect x="{x:.0}" y="{ry:.0}" width="{BOX_W:.0}" height="40" rx="5" fill="{fill}" fill-opacity="0.15" stroke="{fill}"/>
 <text x="{tx:.0}" y="{ty1:.0}">#{seq} {outcome}</text>
 <text x="{tx:.0}" y="{ty2:.0}">{short}</text></g>
@@ -298,6 +301,7 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
                 authority = escape(&request.authority),
                 path = escape(&request.path),
                 outcome = escape(&outcome(request)),
+                coalesced = if request.coalesced { " coalesced" } else { "" },
                 rule = escape(
                     &request
                         .rule
@@ -399,7 +403,7 @@ mod tests {
     fn events() -> Vec<Event> {
         let ndjson = r#"{"seq":1,"time":"","elapsed_ms":0.0,"event":"connection_opened","connection":1,"listener":"main","local":"l","peer":"p"}
 {"seq":2,"time":"","elapsed_ms":1.0,"event":"tls_established","connection":1,"sni":"a.test","alpn":"h2","tls_version":"TLSv1.3","certificate":"shared"}
-{"seq":3,"time":"","elapsed_ms":2.0,"event":"request","connection":1,"stream":1,"request_on_connection":1,"request_number":1,"protocol":"h2","method":"GET","scheme":"https","authority":"b.test","path":"/x","sni":"a.test","attempt":1,"coalesced":false,"body_bytes":0,"body_sha256":"","rule":null,"host":null,"action":"respond","status":421,"reset_code":null,"misdirected_because":null,"error":null,"received_ms":2.0,"duration_ms":0.1}
+{"seq":3,"time":"","elapsed_ms":2.0,"event":"request","connection":1,"stream":1,"request_on_connection":1,"request_number":1,"protocol":"h2","method":"GET","scheme":"https","authority":"b.test","path":"/x","sni":"a.test","attempt":1,"coalesced":true,"body_bytes":0,"body_sha256":"","rule":null,"host":null,"action":"respond","status":421,"reset_code":null,"misdirected_because":null,"error":null,"received_ms":2.0,"duration_ms":0.1}
 {"seq":4,"time":"","elapsed_ms":3.0,"event":"connection_opened","connection":2,"listener":"main","local":"l","peer":"p"}
 {"seq":5,"time":"","elapsed_ms":4.0,"event":"request","connection":2,"stream":1,"request_on_connection":1,"request_number":2,"protocol":"h2","method":"GET","scheme":"https","authority":"b.test","path":"/x","sni":"b.test","attempt":2,"coalesced":false,"body_bytes":0,"body_sha256":"","rule":null,"host":"b.test","action":"respond","status":200,"reset_code":null,"misdirected_because":null,"error":null,"received_ms":4.0,"duration_ms":0.1}
 "#;
@@ -420,6 +424,14 @@ mod tests {
         assert!(
             text.contains("#5     GET b.test/x  → 200  retry of #3 (attempt 2)"),
             "{text}"
+        );
+        assert!(
+            text.contains("on connection 2  (coalesced)\n"),
+            "the journal's coalesced is shown: {text}"
+        );
+        assert!(
+            !text.contains("(attempt 2)  (coalesced)"),
+            "and only where it holds: {text}"
         );
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::expect::Verdict;
-use crate::server::Handle;
+use crate::harness::Handle;
 
 /// How to run the client command.
 #[derive(Debug, Clone)]
@@ -100,9 +100,7 @@ pub async fn run_client(
     args: &[OsString],
     settings: &RunSettings,
 ) -> RunOutcome {
-    let scenario = handle.scenario();
-    let ready = handle.ready();
-    let env = crate::client::environment(&scenario, ready, ready.control.as_deref());
+    let env = handle.environment();
     let spawned = tokio::process::Command::new(program)
         .args(args)
         .envs(env)

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::control::{Control, ControlOptions};
+use crate::harness::Harness;
 use crate::run::{RunSettings, run_client};
 use crate::scenario::{self, Scenario};
-use crate::server::{ControlOptions, Limits, ServeOptions, Server};
+use crate::server::{Limits, ServeOptions};
 
 /// Flags shared by `serve` and `run`.
 #[derive(Debug, clap::Args)]
@@ -69,15 +71,21 @@ pub struct ServerArgs {
     pub base_port: Option<u16>,
 }
 
+/// What `serve` and `run` start: the server's options and the control API's, if any.
+struct Options {
+    serve: ServeOptions,
+    control: Option<ControlOptions>,
+}
+
 impl ServerArgs {
-    fn options(&self, default_certs_dir: PathBuf) -> Result<ServeOptions, String> {
+    fn options(&self, default_certs_dir: PathBuf) -> Result<Options, String> {
         if !self.no_control && !self.control.ip().is_loopback() && !self.control_allow_remote {
             return Err(format!(
                 "--control {}: not a loopback address; add --control-allow-remote (and a --control-token) to expose the control API",
                 self.control
             ));
         }
-        Ok(ServeOptions {
+        let serve = ServeOptions {
             certs_dir: self.certs_dir.clone().unwrap_or(default_certs_dir),
             reuse_ca: self.reuse_ca,
             journal_path: self.journal.clone(),
@@ -89,13 +97,14 @@ impl ServerArgs {
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
                 ..Limits::default()
             },
-            control: (!self.no_control).then(|| ControlOptions {
-                address: self.control,
-                token: self.control_token.clone(),
-            }),
             bind_all: self.bind_all,
             base_port: self.base_port,
-        })
+        };
+        let control = (!self.no_control).then(|| ControlOptions {
+            address: self.control,
+            token: self.control_token.clone(),
+        });
+        Ok(Options { serve, control })
     }
 }
 
@@ -169,7 +178,7 @@ fn prepare(
     file: &std::path::Path,
     server: &ServerArgs,
     default_certs_dir: PathBuf,
-) -> Option<(Scenario, ServeOptions, tokio::runtime::Runtime)> {
+) -> Option<(Scenario, Options, tokio::runtime::Runtime)> {
     init_logging(server.log_format, &server.log);
     let scenario = match scenario::from_path(file) {
         Ok((scenario, diagnostics)) => {
@@ -204,13 +213,9 @@ fn prepare(
     }
 }
 
-/// Listens for signals (before anything can be ready) and starts the server; `None` after
-/// saying why not.
-async fn start(
-    command: &str,
-    scenario: Scenario,
-    options: ServeOptions,
-) -> Option<(Signals, Server)> {
+/// Listens for signals (before anything can be ready), binds the control API, starts the
+/// harness and serves the control API beside it; `None` after saying why not.
+async fn start(command: &str, scenario: Scenario, options: Options) -> Option<(Signals, Harness)> {
     let signals = match Signals::install() {
         Ok(signals) => signals,
         Err(err) => {
@@ -218,13 +223,28 @@ async fn start(
             return None;
         }
     };
-    match Server::start(scenario, options).await {
-        Ok(server) => Some((signals, server)),
+    let control = match &options.control {
+        Some(control) => match Control::bind(control).await {
+            Ok(control) => Some(control),
+            Err(err) => {
+                eprintln!("misdirect {command}: {err}");
+                return None;
+            }
+        },
+        None => None,
+    };
+    let url = control.as_ref().map(|c| c.url().to_owned());
+    let harness = match Harness::start(scenario, options.serve, url).await {
+        Ok(harness) => harness,
         Err(err) => {
             eprintln!("misdirect {command}: {err}");
-            None
+            return None;
         }
+    };
+    if let Some(control) = control {
+        harness.spawn(control.serve(harness.handle()));
     }
+    Some((signals, harness))
 }
 
 pub(super) fn serve(args: ServeArgs) -> ExitCode {
@@ -269,7 +289,7 @@ pub(super) fn serve(args: ServeArgs) -> ExitCode {
     })
 }
 
-fn log_listening(server: &Server) {
+fn log_listening(server: &Harness) {
     for listener in &server.ready().listeners {
         tracing::info!(
             listener = %listener.name,
@@ -307,7 +327,7 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
 fn run_prepared(
     args: RunArgs,
     scenario: Scenario,
-    options: ServeOptions,
+    options: Options,
     runtime: tokio::runtime::Runtime,
 ) -> ExitCode {
     let Some((program, program_args)) = args.command.split_first() else {

@@ -41,8 +41,8 @@ fn get(authority: &str, path: &str) -> RequestFacts {
 }
 
 fn status(decision: &Decision) -> u16 {
-    match &decision.outcome {
-        Outcome::Respond(r) => r.status,
+    match &decision.instruction {
+        Instruction::Respond(r) => r.status,
         other => panic!("expected a response, got {other:?}"),
     }
 }
@@ -69,7 +69,7 @@ fn a_coalesced_request_for_another_host_gets_421_saying_why() {
             "this connection was opened for a.test (SNI), whose virtual host a.test does not serve b.test"
         )
     );
-    let Outcome::Respond(r) = &d.outcome else {
+    let Instruction::Respond(r) = &d.instruction else {
         unreachable!()
     };
     assert!(r.body.contains("421 Misdirected Request"), "{}", r.body);
@@ -123,7 +123,10 @@ fn first_matching_rule_wins_and_later_ones_apply_when_limits_run_out() {
     assert_eq!(status(&first), 421);
     let second = e.decide(&c, &get("a.test", "/r"), 0);
     assert_eq!(second.rule.as_deref(), Some("reset"));
-    assert_eq!(second.outcome, Outcome::Reset(ErrorCode::RefusedStream));
+    assert_eq!(
+        second.instruction,
+        Instruction::Reset(ErrorCode::RefusedStream)
+    );
     assert_eq!(status(&e.decide(&c, &get("a.test", "/"), 0)), 200);
 }
 
@@ -192,8 +195,8 @@ fn a_graceful_goaway_still_answers_the_request() {
             "rules": [{"action": {"goaway": {"graceful": true}}}]}"#,
     );
     let d = e.decide(&conn(1, Some("a.test")), &get("a.test", "/"), 0);
-    match d.outcome {
-        Outcome::Goaway {
+    match d.instruction {
+        Instruction::Goaway {
             code,
             graceful,
             response: Some(r),
@@ -324,4 +327,85 @@ proptest! {
         };
         prop_assert_eq!(decide_all(probability_engine(seed)), decide_all(probability_engine(seed)));
     }
+}
+
+#[test]
+fn coalesced_means_the_authority_is_not_what_the_connection_was_opened_for() {
+    let mut e = engine(TWO_HOSTS);
+    // With SNI: the SNI names what the connection was opened for, from the first request on.
+    let first = e.decide(&conn(1, Some("a.test")), &get("b.test", "/"), 0);
+    assert!(first.coalesced, "b.test on a connection opened for a.test");
+    let own = e.decide(&conn(1, Some("a.test")), &get("a.test", "/"), 0);
+    assert!(
+        !own.coalesced,
+        "a.test on its own connection, whatever came before"
+    );
+    let upper = e.decide(&conn(2, Some("B.TEST")), &get("b.test", "/"), 0);
+    assert!(!upper.coalesced, "SNI compares without case");
+    // Without SNI: the connection's first authority stands in for it.
+    let plain = conn(3, None);
+    assert!(!e.decide(&plain, &get("a.test", "/"), 0).coalesced);
+    assert!(e.decide(&plain, &get("b.test", "/"), 0).coalesced);
+    assert!(!e.decide(&plain, &get("a.test", "/"), 0).coalesced);
+}
+
+fn page_route() -> Route {
+    Route {
+        name: "misdirect client page".to_owned(),
+        method: "GET".to_owned(),
+        path: "/_misdirect/client".to_owned(),
+        response: Response {
+            status: 200,
+            headers: BTreeMap::new(),
+            body: "page".to_owned(),
+        },
+    }
+}
+
+#[test]
+fn a_harness_route_answers_before_any_rule_and_is_not_counted() {
+    let (scenario, _) = scenario::from_bytes(
+        br#"{"listeners": [{"name": "main", "tls": false}],
+             "hosts": [{"names": ["a.test"]}],
+             "rules": [{"action": {"respond": {"status": 421}}}]}"#,
+    )
+    .expect("valid");
+    let mut e = Engine::with_routes(&scenario, vec![page_route()]);
+    let a = conn(1, None);
+    let page = e.decide(&a, &get("b.test", "/_misdirect/client?x=1"), 0);
+    assert_eq!(status(&page), 200);
+    assert_eq!(page.rule.as_deref(), Some("misdirect client page"));
+    assert_eq!(
+        (
+            page.request_number,
+            page.attempt,
+            page.request_on_connection
+        ),
+        (0, 1, 1)
+    );
+    assert!(!page.coalesced);
+    let post = e.decide(
+        &a,
+        &RequestFacts {
+            method: "POST".to_owned(),
+            ..get("a.test", "/_misdirect/client")
+        },
+        0,
+    );
+    assert_eq!(
+        status(&post),
+        421,
+        "only the route's method is the harness's"
+    );
+    let next = e.decide(&a, &get("a.test", "/"), 0);
+    assert_eq!(status(&next), 421, "the scenario's rule still fires first");
+    assert_eq!(next.request_number, 2, "the page was not counted");
+    assert_eq!(
+        next.request_on_connection, 2,
+        "nor placed on the connection"
+    );
+    assert!(
+        !next.coalesced,
+        "the page's authority does not make a connection's first authority"
+    );
 }

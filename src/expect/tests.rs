@@ -63,24 +63,26 @@ impl Journal {
     ) -> Self {
         self.now_ms += 1.0;
         let sni = self.sni.get(&connection).cloned().flatten();
+        // As the engine computes it (the SNI-less fallback is the engine's own test).
+        let coalesced = sni.as_deref().is_some_and(|s| s != authority);
         self.push(EventKind::Request(Box::new(RequestEvent {
             connection,
             stream: Some(1),
             request_on_connection: 1,
             request_number: 1,
-            protocol: "h2".into(),
+            protocol: crate::journal::Protocol::H2,
             method: method.into(),
-            scheme: "https".into(),
+            scheme: crate::journal::Scheme::Https,
             authority: authority.into(),
             path: path.into(),
             sni,
             attempt: 1,
-            coalesced: false,
+            coalesced,
             body_bytes: 0,
             body_sha256: body_sha256.into(),
             rule: None,
             host: None,
-            action: "respond".into(),
+            action: Action::Respond,
             status: Some(status),
             reset_code: None,
             misdirected_because: None,

@@ -14,14 +14,14 @@ use super::{
 
 /// What validation found.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Findings {
     /// Problems that make the scenario unusable.
     pub errors: Vec<Issue>,
     /// Legal but suspicious choices.
     pub warnings: Vec<Issue>,
 }
 
-impl Outcome {
+impl Findings {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(Issue::new(path, message));
     }
@@ -32,8 +32,8 @@ impl Outcome {
 }
 
 /// Validates a deserialized scenario.
-pub fn validate(scenario: &Scenario) -> Outcome {
-    let mut out = Outcome::default();
+pub fn validate(scenario: &Scenario) -> Findings {
+    let mut out = Findings::default();
     let certificates = names_of(scenario.certificates.iter().map(|c| c.name.as_str()));
     let listeners = names_of(scenario.listeners.iter().map(|l| l.name.as_str()));
 
@@ -94,14 +94,14 @@ fn known(names: &BTreeSet<&str>) -> String {
     }
 }
 
-fn check_ca(scenario: &Scenario, out: &mut Outcome) {
+fn check_ca(scenario: &Scenario, out: &mut Findings) {
     if scenario.ca.common_name.trim().is_empty() {
         out.error("ca.common_name", "must not be empty");
     }
     check_key_type(scenario.ca.key, "ca.key", out);
 }
 
-fn check_key_type(key: super::KeyType, path: &str, out: &mut Outcome) {
+fn check_key_type(key: super::KeyType, path: &str, out: &mut Findings) {
     if key == super::KeyType::Rsa2048 && !cfg!(feature = "rsa") {
         out.error(
             path,
@@ -110,7 +110,7 @@ fn check_key_type(key: super::KeyType, path: &str, out: &mut Outcome) {
     }
 }
 
-fn check_certificates(scenario: &Scenario, out: &mut Outcome) {
+fn check_certificates(scenario: &Scenario, out: &mut Findings) {
     let mut seen = BTreeMap::new();
     let now = OffsetDateTime::now_utc();
     for (index, cert) in scenario.certificates.iter().enumerate() {
@@ -223,7 +223,7 @@ fn check_dns_name(name: &str, wildcard_allowed: bool) -> Result<(), String> {
     }
 }
 
-fn check_listeners(scenario: &Scenario, certificates: &BTreeSet<&str>, out: &mut Outcome) {
+fn check_listeners(scenario: &Scenario, certificates: &BTreeSet<&str>, out: &mut Findings) {
     let mut seen = BTreeMap::new();
     let mut bound = BTreeMap::new();
     if scenario.listeners.is_empty() {
@@ -316,7 +316,7 @@ fn check_hosts(
     scenario: &Scenario,
     certificates: &BTreeSet<&str>,
     listeners: &BTreeSet<&str>,
-    out: &mut Outcome,
+    out: &mut Findings,
 ) {
     if scenario.hosts.is_empty() {
         out.error("hosts", "at least one virtual host is needed");
@@ -410,7 +410,7 @@ fn check_hosts(
     }
 }
 
-fn check_path_pattern(pattern: &str, path: &str, out: &mut Outcome) {
+fn check_path_pattern(pattern: &str, path: &str, out: &mut Findings) {
     if pattern != "*" && !pattern.starts_with('/') {
         out.error(
             path,
@@ -421,7 +421,7 @@ fn check_path_pattern(pattern: &str, path: &str, out: &mut Outcome) {
     }
 }
 
-fn check_status(status: u16, path: &str, out: &mut Outcome) {
+fn check_status(status: u16, path: &str, out: &mut Findings) {
     if !(200..=599).contains(&status) {
         out.error(
             path,
@@ -432,7 +432,7 @@ fn check_status(status: u16, path: &str, out: &mut Outcome) {
     }
 }
 
-fn check_headers(headers: &BTreeMap<String, String>, path: &str, out: &mut Outcome) {
+fn check_headers(headers: &BTreeMap<String, String>, path: &str, out: &mut Findings) {
     for (name, value) in headers {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             out.error(
@@ -467,13 +467,13 @@ fn is_connection_specific(name: &str) -> bool {
     .any(|h| h.eq_ignore_ascii_case(name))
 }
 
-fn check_method(method: &str, path: &str, out: &mut Outcome) {
+fn check_method(method: &str, path: &str, out: &mut Findings) {
     if http::Method::from_bytes(method.as_bytes()).is_err() {
         out.error(path, format!("{method:?} is not an HTTP method"));
     }
 }
 
-fn check_matcher(when: &Matcher, path: &str, listeners: &BTreeSet<&str>, out: &mut Outcome) {
+fn check_matcher(when: &Matcher, path: &str, listeners: &BTreeSet<&str>, out: &mut Findings) {
     if let Some(authority) = &when.authority
         && let Err(why) = check_dns_name(authority, true)
     {
@@ -528,7 +528,7 @@ fn check_matcher(when: &Matcher, path: &str, listeners: &BTreeSet<&str>, out: &m
     }
 }
 
-fn check_action(action: &Action, path: &str, out: &mut Outcome) {
+fn check_action(action: &Action, path: &str, out: &mut Findings) {
     match action {
         Action::Respond(respond) => {
             check_status(respond.status, &format!("{path}.respond.status"), out);
@@ -549,7 +549,7 @@ fn check_planned_request(
     request: &PlannedRequest,
     path: &str,
     listeners: &BTreeSet<&str>,
-    out: &mut Outcome,
+    out: &mut Findings,
 ) {
     check_method(&request.method, &format!("{path}.method"), out);
     check_headers(&request.headers, &format!("{path}.headers"), out);

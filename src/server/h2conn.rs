@@ -1,23 +1,59 @@
-//! HTTP/2 connections (h2 over TLS, h2c by prior knowledge) with the h2 crate, which exposes
-//! stream ids, RST_STREAM codes and GOAWAY; frames h2 cannot send go through the injector.
+//! The HTTP/2 translator (h2 over TLS, h2c by prior knowledge). h2 parses and writes the
+//! frames; this module accepts streams, reads their bodies, hands each request to the
+//! [`pipeline`](super::pipeline) and puts the [`Plan`] it returns on the wire. Frames h2
+//! cannot send go through the injector. The connection's life — serving, draining after a
+//! GOAWAY, going away on a rule's immediate GOAWAY — is one [`Life`]; its preface is h2's
+//! handshake, before there is a connection to be in a state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use super::connection::{BodyError, ConnCtx, Done, Incoming};
 use super::inject::{goaway_frame, track};
-use crate::engine::{Outcome, Response};
+use super::pipeline::{
+    Arrival, BodyError, ConnCtx, MAX_STREAM_ID, Plan, response_head, status_has_body,
+};
+use crate::engine::Response;
 use crate::journal::EventKind;
 use crate::scenario::ErrorCode;
 
-/// RFC 9113 §6.8: a graceful GOAWAY first announces the highest possible stream id.
-const MAX_STREAM_ID: u32 = (1 << 31) - 1;
+/// Where an HTTP/2 connection is in its life.
+#[derive(Debug)]
+enum Life {
+    /// Accepting streams and answering them.
+    Serving,
+    /// A GOAWAY(NO_ERROR) went out: h2 lets the open streams finish and closes.
+    Draining(Drain),
+    /// A rule's immediate GOAWAY: streams above `last_stream_id` are refused, those below
+    /// finish (within the shutdown grace period), then the rule's GOAWAY is written through
+    /// the injector and the connection closes.
+    GoingAway {
+        /// The last stream the server processes.
+        last_stream_id: u32,
+        /// The GOAWAY's error code.
+        code: ErrorCode,
+        /// The rule that asked for it.
+        rule: Option<String>,
+    },
+}
+
+/// Why a connection is draining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// A rule's graceful GOAWAY.
+    Rule,
+    /// No request for the idle timeout.
+    Idle,
+    /// The server is shutting down.
+    Shutdown,
+}
 
 /// What a request task asks of its connection.
 enum Command {
@@ -30,7 +66,7 @@ enum Command {
     /// Refuse streams above `last_stream_id`, let those below finish, then send GOAWAY
     /// excluding the request's stream, and close. The unanswered stream's `SendResponse` is
     /// held until then, so that h2 does not reset it first.
-    Abrupt {
+    GoAway {
         last_stream_id: u32,
         code: ErrorCode,
         rule: Option<String>,
@@ -66,36 +102,37 @@ where
         };
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
     let tasks = TaskTracker::new();
-    let mut draining = false;
-    let mut shutting_down = false;
-    // Set when the idle timeout closes the connection: GOAWAY first, so that answers h2
-    // still holds are written before it goes.
-    let mut idle_closing = false;
+    let mut life = Life::Serving;
+    // Set once the server shuts down (or the idle timeout closes): when the connection is
+    // cut off whatever it is doing.
+    let mut grace_until: Option<Instant> = None;
     let mut last_accepted: u32 = 0;
-    // Set by an immediate GOAWAY rule: what to send once the streams below it are done.
-    let mut abrupt: Option<(u32, ErrorCode, Option<String>)> = None;
-    // Held until the connection is dropped (see Command::Abrupt).
+    // Held until the connection is dropped (see Command::GoAway).
     let mut held: Vec<SendResponse<Bytes>> = Vec::new();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
     let grace = tokio::time::sleep(limits.shutdown_grace);
     tokio::pin!(grace);
-    let abrupt_deadline = tokio::time::sleep(limits.shutdown_grace);
-    tokio::pin!(abrupt_deadline);
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    let going_away = tokio::time::sleep(limits.shutdown_grace);
+    tokio::pin!(going_away);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
 
     let reason = loop {
+        let is_serving = matches!(life, Life::Serving);
+        let is_going_away = matches!(life, Life::GoingAway { .. });
         tokio::select! {
             accepted = conn.accept() => match accepted {
-                None if idle_closing => {
-                    break format!("idle timeout ({:?} without a request)", limits.idle_timeout);
-                }
-                None if draining => break "drained after GOAWAY".to_owned(),
-                None if abrupt.is_some() => break "client closed before the GOAWAY".to_owned(),
-                None => break "client closed".to_owned(),
+                None => break match life {
+                    Life::Draining(Drain::Idle) => {
+                        format!("idle timeout ({:?} without a request)", limits.idle_timeout)
+                    }
+                    Life::Draining(_) => "drained after GOAWAY".to_owned(),
+                    Life::GoingAway { .. } => "client closed before the GOAWAY".to_owned(),
+                    Life::Serving => "client closed".to_owned(),
+                },
                 Some(Err(err)) => break describe_h2_error(&err),
                 Some(Ok((request, respond))) => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                    idle.as_mut().reset(Instant::now() + limits.idle_timeout);
                     ctx.touch();
                     last_accepted = last_accepted.max(respond.stream_id().into());
                     // Stamped here, in arrival order, not when the task gets to run.
@@ -105,20 +142,18 @@ where
             },
             Some(command) = rx.recv() => match command {
                 Command::Graceful { rule, sent } => {
-                    if !draining && abrupt.is_none() {
-                        draining = true;
+                    if is_serving {
+                        life = Life::Draining(Drain::Rule);
                         drain(&mut conn, &journal, id, rule);
                     }
                     let _ = sent.send(());
                 }
-                Command::Abrupt { last_stream_id, code, rule, _unanswered } => {
+                Command::GoAway { last_stream_id, code, rule, _unanswered } => {
                     held.push(_unanswered);
-                    if abrupt.is_none() {
+                    if !is_going_away {
                         ctx.refuse_above(last_stream_id);
-                        abrupt = Some((last_stream_id, code, rule));
-                        abrupt_deadline
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + limits.shutdown_grace);
+                        going_away.as_mut().reset(Instant::now() + limits.shutdown_grace);
+                        life = Life::GoingAway { last_stream_id, code, rule };
                     }
                 }
                 Command::Close { rule, _unanswered } => {
@@ -126,24 +161,22 @@ where
                     break format!("closed by rule {}", rule.as_deref().unwrap_or("?"));
                 }
             },
-            _ = tick.tick(), if abrupt.is_some() => {
+            _ = tick.tick(), if is_going_away => {
                 // The streams below the GOAWAY's last-stream-id have finished.
                 if tasks.is_empty() {
                     break "closed after GOAWAY (rule)".to_owned();
                 }
             }
-            () = &mut abrupt_deadline, if abrupt.is_some() => {
+            () = &mut going_away, if is_going_away => {
                 break "closed after GOAWAY (rule); streams below it were cut off".to_owned();
             }
-            () = &mut idle, if !idle_closing => {
+            () = &mut idle, if is_serving => {
                 // Idle means no request in flight and none finished for the whole timeout.
                 let quiet_since = ctx.last_active();
-                let quiet_enough = quiet_since.elapsed() >= limits.idle_timeout;
-                if tasks.is_empty() && quiet_enough && !draining && abrupt.is_none() {
+                if tasks.is_empty() && quiet_since.elapsed() >= limits.idle_timeout {
                     // GOAWAY(NO_ERROR) naming the last stream, without the graceful dance's
                     // PING; the loop then runs until h2 has written what it holds and closes.
-                    idle_closing = true;
-                    draining = true;
+                    life = Life::Draining(Drain::Idle);
                     conn.abrupt_shutdown(Reason::NO_ERROR);
                     journal.record(EventKind::GoawaySent {
                         connection: id,
@@ -152,47 +185,50 @@ where
                         graceful: false,
                         rule: None,
                     });
-                    shutting_down = true;
-                    grace.as_mut().reset(tokio::time::Instant::now() + limits.shutdown_grace);
+                    let until = Instant::now() + limits.shutdown_grace;
+                    grace.as_mut().reset(until);
+                    grace_until = Some(until);
                 } else {
                     // While requests are in flight, look again a whole timeout later;
                     // otherwise when the quiet period since the last one will be over.
-                    let now = tokio::time::Instant::now();
+                    let now = Instant::now();
                     let next = if tasks.is_empty() {
                         quiet_since + limits.idle_timeout
                     } else {
                         now + limits.idle_timeout
                     };
-                    idle.as_mut().reset(next.max(now + std::time::Duration::from_millis(1)));
+                    idle.as_mut().reset(next.max(now + Duration::from_millis(1)));
                 }
             }
-            () = ctx.shared.shutdown.cancelled(), if !shutting_down => {
-                shutting_down = true;
-                grace.as_mut().reset(tokio::time::Instant::now() + limits.shutdown_grace);
-                if !draining && abrupt.is_none() {
-                    draining = true;
+            () = ctx.shared.shutdown.cancelled(), if grace_until.is_none() => {
+                let until = Instant::now() + limits.shutdown_grace;
+                grace.as_mut().reset(until);
+                grace_until = Some(until);
+                if is_serving {
+                    life = Life::Draining(Drain::Shutdown);
                     drain(&mut conn, &journal, id, None);
                 }
             }
-            () = &mut grace, if shutting_down => break "shutdown grace period over".to_owned(),
+            () = &mut grace, if grace_until.is_some() => break "shutdown grace period over".to_owned(),
         }
     };
-    if abrupt.is_some() {
+    if let Life::GoingAway {
+        last_stream_id,
+        code,
+        rule,
+    } = life
+    {
         // Let h2 write what it has queued (the answers of finished streams) before it goes.
         let _ = tokio::time::timeout(
-            std::time::Duration::from_millis(100),
+            Duration::from_millis(100),
             std::future::poll_fn(|cx| conn.poll_closed(cx).map(|_| ())),
         )
         .await;
+        drop(conn);
+        send_goaway_and_close(&takeback, last_stream_id, code, rule, &journal, id).await;
+    } else {
+        drop(conn);
     }
-    drop(conn);
-    let reason = match abrupt {
-        Some((last_stream_id, code, rule)) => {
-            send_goaway_and_close(&takeback, last_stream_id, code, rule, &journal, id).await;
-            reason
-        }
-        None => reason,
-    };
     drop(held);
     ctx.closed.cancel();
     // Request tasks whose connection is gone finish quickly (their sends fail); wait for
@@ -290,91 +326,67 @@ async fn handle_request(
     // However the task ends, the connection has been busy until then.
     let _busy = Busy(Arc::clone(&ctx));
     let stream_id: u32 = respond.stream_id().into();
-    if ctx.refused(stream_id) {
-        // Above the last-stream-id of a GOAWAY this connection is about to send: not
-        // processed (RFC 9113 §6.8), so the client may retry it elsewhere.
-        refuse(&ctx, &mut respond, "above the last-stream-id of a GOAWAY");
+    if ctx.refuses(Some(stream_id), "above the last-stream-id of a GOAWAY") {
+        // Not processed (RFC 9113 §6.8), so the client may retry it elsewhere.
+        respond.send_reset(Reason::REFUSED_STREAM);
         return;
     }
     let head_request = request.method() == http::Method::HEAD;
     let (parts, body) = request.into_parts();
     let limit = ctx.shared.limits.max_body_bytes;
-    let (body_bytes, body_error) = read_body(body, limit, ctx.shared.limits.idle_timeout).await;
-    let incoming = Incoming::new(&parts, &body_bytes, Some(stream_id), received_ms);
-    let decision = ctx.decide(&incoming);
-    let mut done = Done::default();
-    // Each request is journaled before its answer goes out, so that a client that has seen
-    // the answer can rely on the journal having the request.
-    if let Some(error) = body_error {
-        let (done, response) = error.answer();
-        ctx.journal_request(incoming, &decision, done);
-        send_or_record(&ctx, &mut respond, &response, head_request);
-        return;
-    }
-    if !ctx.delay(decision.delay_ms).await {
-        done.error = Some("connection closed during the rule's delay".to_owned());
-        ctx.journal_request(incoming, &decision, done);
-        return;
-    }
-    if ctx.refused(stream_id) {
-        // An immediate GOAWAY excluding this stream was decided while it waited.
-        refuse(
-            &ctx,
-            &mut respond,
-            "above the last-stream-id of a GOAWAY decided while it waited",
-        );
-        return;
-    }
-    let rule = decision.rule.clone();
-    match &decision.outcome {
-        Outcome::Respond(response) => {
-            done.status = Some(response.status);
-            ctx.journal_request(incoming, &decision, done);
-            send_or_record(&ctx, &mut respond, response, head_request);
+    let (body, body_error) = read_body(body, limit, ctx.shared.limits.idle_timeout).await;
+    let plan = ctx
+        .handle(Arrival {
+            parts,
+            body,
+            body_error,
+            stream: Some(stream_id),
+            received_ms,
+        })
+        .await;
+    match plan {
+        Plan::Respond { response, .. } => {
+            send_or_record(&ctx, &mut respond, &response, head_request);
         }
-        Outcome::Reset(code) => {
-            done.reset_code = Some(*code);
-            ctx.journal_request(incoming, &decision, done);
-            respond.send_reset(Reason::from(code.value()));
-        }
-        Outcome::Goaway {
+        Plan::Reset(code) => respond.send_reset(Reason::from(code.value())),
+        Plan::Goaway {
             graceful: true,
             response,
+            rule,
             ..
         } => {
-            done.status = response.as_ref().map(|r| r.status);
-            ctx.journal_request(incoming, &decision, done);
             // GOAWAY first, so that the client learns of the drain with (not after) the
             // answer; bounded, in case the connection is already gone.
             let (sent, queued) = tokio::sync::oneshot::channel();
             if commands.send(Command::Graceful { rule, sent }).is_ok() {
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), queued).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), queued).await;
             }
             if let Some(response) = response {
-                send_or_record(&ctx, &mut respond, response, head_request);
+                send_or_record(&ctx, &mut respond, &response, head_request);
             }
         }
-        Outcome::Goaway {
+        Plan::Goaway {
             graceful: false,
+            last_stream_id,
             code,
+            rule,
             ..
         } => {
-            ctx.journal_request(incoming, &decision, done);
-            // Client streams are odd: the one before this is id − 2 (0 when this is 1).
-            let _ = commands.send(Command::Abrupt {
-                last_stream_id: stream_id.saturating_sub(2),
-                code: *code,
+            let _ = commands.send(Command::GoAway {
+                last_stream_id,
+                code,
                 rule,
                 _unanswered: respond,
             });
         }
-        Outcome::Close => {
-            ctx.journal_request(incoming, &decision, done);
+        Plan::Close { rule } => {
             let _ = commands.send(Command::Close {
                 rule,
                 _unanswered: respond,
             });
         }
+        Plan::Refuse => respond.send_reset(Reason::REFUSED_STREAM),
+        Plan::Abandon => {}
     }
 }
 
@@ -387,16 +399,6 @@ impl Drop for Busy {
     }
 }
 
-/// Resets a stream with REFUSED_STREAM without answering it, and journals that.
-fn refuse(ctx: &ConnCtx, respond: &mut SendResponse<Bytes>, reason: &str) {
-    respond.send_reset(Reason::REFUSED_STREAM);
-    ctx.shared.journal.record(EventKind::StreamRefused {
-        connection: ctx.facts.id,
-        stream: u32::from(respond.stream_id()),
-        reason: reason.to_owned(),
-    });
-}
-
 /// Sends a response; a failure (the client reset the stream, the connection died) is
 /// journaled as its own event, since the request event is already written.
 fn send_or_record(
@@ -406,11 +408,7 @@ fn send_or_record(
     head_request: bool,
 ) {
     if let Err(error) = send_response(respond, response, head_request) {
-        ctx.shared.journal.record(EventKind::ResponseFailed {
-            connection: ctx.facts.id,
-            stream: Some(u32::from(respond.stream_id())),
-            error,
-        });
+        ctx.response_failed(Some(u32::from(respond.stream_id())), error);
     }
 }
 
@@ -439,23 +437,6 @@ async fn read_body(
         }
     }
     (buf.freeze(), None)
-}
-
-/// Whether a response with this status may carry content (RFC 9110 §15.3.5, §15.4.5).
-pub(crate) fn status_has_body(status: u16) -> bool {
-    !matches!(status, 204 | 304)
-}
-
-/// Builds the response head for both protocols.
-pub(crate) fn response_head(response: &Response) -> Result<http::Response<()>, String> {
-    let mut builder = http::Response::builder().status(response.status);
-    for (name, value) in &response.headers {
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    if status_has_body(response.status) {
-        builder = builder.header(http::header::CONTENT_LENGTH, response.body.len());
-    }
-    builder.body(()).map_err(|e| format!("bad response: {e}"))
 }
 
 fn send_response(

@@ -1,7 +1,8 @@
-//! HTTP/1.1 connections (ALPN `http/1.1`, no ALPN, or cleartext) with hyper. The engine is
-//! the same; the authority is the Host header. Signals HTTP/1.1 lacks map to the nearest
-//! thing: RST_STREAM and an immediate GOAWAY close the connection without an answer, a
-//! graceful GOAWAY answers with `Connection: close`.
+//! The HTTP/1.1 translator (ALPN `http/1.1`, no ALPN, or cleartext) with hyper: reads each
+//! request, hands it to the [`pipeline`](super::pipeline), and puts the [`Plan`] on the wire.
+//! The pipeline has already lowered the signals HTTP/1.1 lacks: RST_STREAM and an immediate
+//! GOAWAY arrive as a close without an answer, a graceful GOAWAY as an answer with
+//! `Connection: close`.
 
 use std::sync::Arc;
 
@@ -15,9 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use super::connection::{BodyError, ConnCtx, Done, Incoming};
-use super::h2conn::response_head;
-use crate::engine::{Outcome, Response};
+use super::pipeline::{Arrival, BodyError, ConnCtx, Plan, response_head};
+use crate::engine::Response;
 
 /// Why a handler ended the connection without answering.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,7 @@ async fn handle_request(
     let patience = ctx.shared.limits.idle_timeout;
     let collected =
         tokio::time::timeout(patience, Limited::new(body, limit as usize).collect()).await;
-    let (body_bytes, body_error) = match collected {
+    let (body, body_error) = match collected {
         Ok(Ok(collected)) => (collected.to_bytes(), None),
         Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
             (Bytes::new(), Some(BodyError::TooLarge(limit)))
@@ -108,43 +108,33 @@ async fn handle_request(
         Ok(Err(err)) => (Bytes::new(), Some(BodyError::Failed(err.to_string()))),
         Err(_) => (Bytes::new(), Some(BodyError::Stalled(patience))),
     };
-    let incoming = Incoming::new(&parts, &body_bytes, None, received_ms);
-    let decision = ctx.decide(&incoming);
-    let mut done = Done::default();
-    if let Some(error) = body_error {
-        let (done, response) = error.answer();
-        ctx.journal_request(incoming, &decision, done);
-        return to_hyper(&response, true);
-    }
-    if !ctx.delay(decision.delay_ms).await {
-        done.error = Some("connection closed during the rule's delay".to_owned());
-        ctx.journal_request(incoming, &decision, done);
-        return Err(EndConnection("connection closed during a delay".to_owned()));
-    }
-    let rule = decision.rule.clone().unwrap_or_else(|| "?".to_owned());
-    let result = match &decision.outcome {
-        Outcome::Respond(response) => {
-            done.status = Some(response.status);
-            to_hyper(response, false)
-        }
-        Outcome::Goaway {
-            graceful: true,
-            response: Some(response),
-            ..
-        } => {
-            done.status = Some(response.status);
-            to_hyper(response, true)
-        }
-        Outcome::Reset(_) | Outcome::Goaway { .. } | Outcome::Close => {
-            done.error = Some("HTTP/1.1 has no such signal: connection closed instead".to_owned())
-                .filter(|_| !matches!(decision.outcome, Outcome::Close));
-            let reason = format!("closed by rule {rule}");
+    let plan = ctx
+        .handle(Arrival {
+            parts,
+            body,
+            body_error,
+            stream: None,
+            received_ms,
+        })
+        .await;
+    match plan {
+        Plan::Respond {
+            response,
+            close_after,
+        } => to_hyper(&response, close_after),
+        Plan::Abandon => Err(EndConnection("connection closed during a delay".to_owned())),
+        // The pipeline lowers every other signal to a close on HTTP/1.1.
+        Plan::Close { rule } | Plan::Goaway { rule, .. } => {
+            let reason = format!("closed by rule {}", rule.as_deref().unwrap_or("?"));
             let _ = end.send(reason.clone());
             Err(EndConnection(reason))
         }
-    };
-    ctx.journal_request(incoming, &decision, done);
-    result
+        Plan::Reset(_) | Plan::Refuse => {
+            let reason = "closed: HTTP/1.1 has no stream to reset".to_owned();
+            let _ = end.send(reason.clone());
+            Err(EndConnection(reason))
+        }
+    }
 }
 
 fn to_hyper(response: &Response, close: bool) -> HandlerResult {

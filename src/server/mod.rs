@@ -1,11 +1,21 @@
 //! Serving a scenario: bind every listener, accept connections, do TLS with the scenario's
-//! certificates, speak HTTP/2 (h2) or HTTP/1.1 (hyper), ask the engine what to do with each
-//! request, carry it out, and journal everything. No scenario logic lives here.
+//! certificates, speak HTTP/2 (h2) or HTTP/1.1 (hyper), and put each request through the one
+//! [`pipeline`]: facts, the engine's decision, the journal, a typed plan that the protocol
+//! modules only translate onto the wire. No scenario logic lives here, and nothing of the
+//! layers above: what the server serves beyond the scenario (the browser client page) is
+//! handed down as engine [`Route`]s.
+//!
+//! - `connection`: one accepted connection: TLS or h2c detection, then the protocol.
+//! - `pipeline`: a request's journey, protocol-free; the [`pipeline::Plan`] it yields.
+//! - `h2conn`: the HTTP/2 translator and the connection's life as one state enum.
+//! - `http1`: the HTTP/1.1 translator (hyper).
+//! - `inject`: raw frames where h2 has no API (a GOAWAY with a chosen last-stream-id).
 
 mod connection;
 mod h2conn;
 mod http1;
 mod inject;
+pub(crate) mod pipeline;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,10 +29,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Route};
 use crate::journal::{EventKind, Journal};
 use crate::pki::{Manifest, Pki, PkiError};
-use crate::scenario::{Alpn, Scenario};
+pub use crate::ready::{Ready, ReadyListener};
+use crate::scenario::{ListenerSpec, Scenario};
 use crate::tls::{self, TlsError};
 
 pub use inject::goaway_frame;
@@ -68,22 +79,11 @@ pub struct ServeOptions {
     pub journal_path: Option<PathBuf>,
     /// Protective limits.
     pub limits: Limits,
-    /// The control API, if it should run.
-    pub control: Option<ControlOptions>,
     /// Bind listeners on all interfaces (the unspecified address) instead of their
     /// loopback addresses, keeping their ports: for containers.
     pub bind_all: bool,
     /// Listeners with port 0 bind this port, the next such listener this + 1, …
     pub base_port: Option<u16>,
-}
-
-/// Where and how the control API listens.
-#[derive(Debug, Clone)]
-pub struct ControlOptions {
-    /// Address to bind (loopback unless the caller explicitly chose otherwise).
-    pub address: SocketAddr,
-    /// When set, every request must carry `Authorization: Bearer <token>`.
-    pub token: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -93,7 +93,6 @@ impl Default for ServeOptions {
             reuse_ca: false,
             journal_path: None,
             limits: Limits::default(),
-            control: None,
             bind_all: false,
             base_port: None,
         }
@@ -131,53 +130,14 @@ pub enum ServeError {
     },
 }
 
-/// What a launcher needs to know, printed as one JSON line when — and only when — every
-/// listener is bound and every certificate written.
-#[derive(Debug, Clone, Serialize)]
-pub struct Ready {
-    /// Always `true`: this line means ready.
-    pub ready: bool,
-    /// The server's process id.
-    pub pid: u32,
-    /// Scenario name.
-    pub scenario: Option<String>,
-    /// Every listener with its real port.
-    pub listeners: Vec<ReadyListener>,
-    /// The CA certificate file to trust.
-    pub ca: PathBuf,
-    /// The folder holding every PEM file.
-    pub certs_dir: PathBuf,
-    /// Every leaf certificate: files, SANs, SPKI SHA-256.
-    pub certificates: std::collections::BTreeMap<String, crate::pki::ManifestEntry>,
-    /// The NDJSON journal file, if any.
-    pub journal: Option<PathBuf>,
-    /// Base URL of the control API, if it runs.
-    pub control: Option<String>,
-}
-
-/// One bound listener.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReadyListener {
-    /// Listener name.
-    pub name: String,
-    /// `ip:port` as bound.
-    pub address: SocketAddr,
-    /// The IP alone.
-    pub ip: std::net::IpAddr,
-    /// The real port (never 0).
-    pub port: u16,
-    /// TLS or cleartext.
-    pub tls: bool,
-    /// ALPN offered (TLS) or protocols spoken (cleartext).
-    pub alpn: Vec<Alpn>,
-}
-
 /// The scenario in force and what was built from it; replaced whole by a reload, so that a
 /// connection sees one consistent version from accept to close.
 pub(crate) struct Active {
     pub scenario: Arc<Scenario>,
     /// TLS configuration per listener name (TLS listeners only).
     pub tls: BTreeMap<String, Arc<rustls::ServerConfig>>,
+    /// The harness's own routes, kept for a reload that does not replace them.
+    pub routes: Vec<Route>,
 }
 
 /// State every connection task shares.
@@ -189,8 +149,6 @@ pub(crate) struct Shared {
     pub next_connection: AtomicU64,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
-    /// The browser client page, served at [`CLIENT_PAGE_PATH`] on every host.
-    pub client_page: RwLock<String>,
 }
 
 impl Shared {
@@ -201,17 +159,7 @@ impl Shared {
     pub fn active(&self) -> Arc<Active> {
         Arc::clone(&self.active.read().unwrap_or_else(|p| p.into_inner()))
     }
-
-    pub fn client_page(&self) -> String {
-        self.client_page
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
 }
-
-/// Where every host serves the page that carries out the client plan in a browser.
-pub const CLIENT_PAGE_PATH: &str = "/_misdirect/client";
 
 /// A running server. Dropping it stops accepting and winds connections down in the
 /// background; [`Server::shutdown`] does the same and waits for it.
@@ -234,8 +182,9 @@ impl std::ops::Deref for Server {
     }
 }
 
-/// A cheap, cloneable handle to a running server: what the control API and embedding code
-/// use to read the journal, take a verdict, reset and reload. Every [`Server`] derefs to one.
+/// A cheap, cloneable handle to a running server: what embedding code (and the harness's
+/// control API) use to read the journal, take a verdict, reset and reload. Every [`Server`]
+/// derefs to one.
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
@@ -267,7 +216,11 @@ pub struct Reloaded {
     pub seq: u64,
 }
 
-fn build_active(scenario: &Arc<Scenario>, pki: &Pki) -> Result<Active, ServeError> {
+fn build_active(
+    scenario: &Arc<Scenario>,
+    pki: &Pki,
+    routes: Vec<Route>,
+) -> Result<Active, ServeError> {
     let mut tls_configs = BTreeMap::new();
     for spec in scenario.listeners.iter().filter(|l| l.tls) {
         tls_configs.insert(spec.name.clone(), tls::server_config(scenario, spec, pki)?);
@@ -275,13 +228,83 @@ fn build_active(scenario: &Arc<Scenario>, pki: &Pki) -> Result<Active, ServeErro
     Ok(Active {
         scenario: Arc::clone(scenario),
         tls: tls_configs,
+        routes,
     })
+}
+
+/// A server whose certificates are written and listeners bound, not yet accepting: its
+/// [`Ready`] is known (real ports), so that the layer above can compose what depends on it —
+/// the routes it hands to [`Bound::serve`].
+pub struct Bound {
+    scenario: Arc<Scenario>,
+    options: ServeOptions,
+    pki: Pki,
+    journal: Journal,
+    listeners: Vec<(ListenerSpec, TcpListener)>,
+    ready: Ready,
+}
+
+impl Bound {
+    /// The readiness information (no control API: the server has none).
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    /// The scenario being served.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// Starts accepting, with the harness's own `routes` answered on every host before the
+    /// scenario's rules.
+    pub fn serve(self, routes: Vec<Route>) -> Result<Server, ServeError> {
+        let active = build_active(&self.scenario, &self.pki, routes)?;
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(Engine::with_routes(&self.scenario, active.routes.clone())),
+            active: RwLock::new(Arc::new(active)),
+            journal: Arc::new(self.journal),
+            limits: self.options.limits.clone(),
+            next_connection: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
+        });
+        let tracker = TaskTracker::new();
+        for (spec, listener) in self.listeners {
+            let address = listener
+                .local_addr()
+                .map_or_else(|_| spec.address.to_string(), |a| a.to_string());
+            shared.journal.record(EventKind::Listening {
+                listener: spec.name.clone(),
+                address,
+                tls: spec.tls,
+            });
+            tracker.spawn(accept_loop(
+                Arc::clone(&shared),
+                spec.name.clone(),
+                listener,
+                tracker.clone(),
+            ));
+        }
+        let handle = Handle {
+            shared,
+            ready: Arc::new(self.ready),
+            ca_pem: Arc::from(self.pki.ca.cert_pem.as_str()),
+            options: Arc::new(self.options),
+        };
+        Ok(Server { handle, tracker })
+    }
 }
 
 impl Server {
     /// Generates and writes the certificates, binds every listener and starts accepting.
     /// When this returns, the server is ready.
     pub async fn start(scenario: Scenario, options: ServeOptions) -> Result<Server, ServeError> {
+        Server::bind(scenario, options).await?.serve(Vec::new())
+    }
+
+    /// Generates and writes the certificates and binds every listener, without accepting
+    /// yet: the first half of [`Server::start`], for callers that compose routes from the
+    /// real ports.
+    pub async fn bind(scenario: Scenario, options: ServeOptions) -> Result<Bound, ServeError> {
         let scenario = Arc::new(scenario);
         let reuse = (options.reuse_ca || scenario.ca.reuse).then_some(options.certs_dir.as_path());
         let pki = Pki::generate(&scenario, reuse, time::OffsetDateTime::now_utc())?;
@@ -292,9 +315,8 @@ impl Server {
                 source,
             }
         })?;
-        let active = build_active(&scenario, &pki)?;
 
-        let mut bound: Vec<(crate::scenario::ListenerSpec, TcpListener, SocketAddr)> = Vec::new();
+        let mut bound: Vec<(ListenerSpec, TcpListener, SocketAddr)> = Vec::new();
         let mut next_base_port = options.base_port;
         for spec in &scenario.listeners {
             let mut address = spec.address;
@@ -336,72 +358,29 @@ impl Server {
                 alpn: spec.alpn.clone(),
             })
             .collect();
-        let control = match &options.control {
-            Some(control) => {
-                let listener = TcpListener::bind(control.address).await.map_err(|source| {
-                    ServeError::Bind {
-                        listener: "control".to_owned(),
-                        address: control.address,
-                        source,
-                    }
-                })?;
-                let address = listener.local_addr().map_err(|source| ServeError::Bind {
-                    listener: "control".to_owned(),
-                    address: control.address,
-                    source,
-                })?;
-                Some((listener, address))
-            }
-            None => None,
-        };
-        let mut ready = ready_info(&scenario, listeners, &manifest, &options);
-        ready.control = control
-            .as_ref()
-            .map(|(_, address)| format!("http://{address}"));
-        let shared = Arc::new(Shared {
-            engine: Mutex::new(Engine::new(&scenario)),
-            active: RwLock::new(Arc::new(active)),
-            journal: Arc::new(journal),
-            limits: options.limits.clone(),
-            next_connection: AtomicU64::new(1),
-            shutdown: CancellationToken::new(),
-            client_page: RwLock::new(crate::client::page(&scenario, &ready)),
-        });
-
-        let tracker = TaskTracker::new();
-        for (spec, listener, address) in bound {
-            shared.journal.record(EventKind::Listening {
-                listener: spec.name.clone(),
-                address: address.to_string(),
-                tls: spec.tls,
-            });
-            tracker.spawn(accept_loop(
-                Arc::clone(&shared),
-                spec.name.clone(),
-                listener,
-                tracker.clone(),
-            ));
-        }
-        let handle = Handle {
-            shared,
-            ready: Arc::new(ready),
-            ca_pem: Arc::from(pki.ca.cert_pem.as_str()),
-            options: Arc::new(options),
-        };
-        if let Some((listener, _)) = control {
-            let token = handle
-                .options
-                .control
-                .as_ref()
-                .and_then(|c| c.token.clone());
-            tracker.spawn(crate::control::serve(listener, handle.clone(), token));
-        }
-        Ok(Server { handle, tracker })
+        let ready = ready_info(&scenario, listeners, &manifest, &options);
+        Ok(Bound {
+            scenario,
+            options,
+            pki,
+            journal,
+            listeners: bound.into_iter().map(|(spec, l, _)| (spec, l)).collect(),
+            ready,
+        })
     }
 
     /// A handle to this server that can be cloned and moved into tasks.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// Runs `task` beside the server's connections: [`Server::shutdown`] waits for it as for
+    /// them, so it should end when [`Handle::shutdown_token`] is cancelled.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(task);
     }
 
     /// Stops accepting, sends GOAWAY on every HTTP/2 connection, lets in-flight requests
@@ -427,7 +406,8 @@ impl Server {
 }
 
 impl Handle {
-    /// The readiness information (also served by the control API).
+    /// The readiness information: listeners, CA, certificates, journal (the server runs no
+    /// control API, so `control` is `None` here).
     pub fn ready(&self) -> &Ready {
         &self.ready
     }
@@ -473,11 +453,21 @@ impl Handle {
         self.shared.journal.clear()
     }
 
-    /// Puts another scenario in force without restarting: new connections use it (open ones
-    /// finish with the old), counters start over, certificates are generated again only if
-    /// the certificate list changed, and the CA stays the same. The listeners must be the
-    /// same as at start.
+    /// Puts another scenario in force without restarting, keeping the routes: new
+    /// connections use it (open ones finish with the old), counters start over, certificates
+    /// are generated again only if the certificate list changed, and the CA stays the same.
+    /// The listeners must be the same as at start.
     pub fn reload(&self, scenario: Scenario) -> Result<Reloaded, ReloadError> {
+        let routes = self.shared.active().routes.clone();
+        self.reload_with_routes(scenario, routes)
+    }
+
+    /// [`Handle::reload`] with new routes (for routes built from the scenario).
+    pub fn reload_with_routes(
+        &self,
+        scenario: Scenario,
+        routes: Vec<Route>,
+    ) -> Result<Reloaded, ReloadError> {
         let current = self.scenario();
         let same_listeners = scenario.listeners.len() == current.listeners.len()
             && scenario
@@ -504,13 +494,8 @@ impl Handle {
             pki.write(&self.options.certs_dir)
                 .map_err(ServeError::from)?;
         }
-        let active = build_active(&scenario, &pki)?;
-        *self.shared.engine() = Engine::new(&scenario);
-        *self
-            .shared
-            .client_page
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = crate::client::page(&scenario, &self.ready);
+        let active = build_active(&scenario, &pki, routes)?;
+        *self.shared.engine() = Engine::with_routes(&scenario, active.routes.clone());
         *self
             .shared
             .active
@@ -533,7 +518,7 @@ impl Handle {
     }
 
     /// Cancelled when the server begins shutting down.
-    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+    pub fn shutdown_token(&self) -> CancellationToken {
         self.shared.shutdown.clone()
     }
 

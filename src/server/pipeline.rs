@@ -1,0 +1,467 @@
+//! The one request pipeline both protocols share. A request arrives as protocol-free facts
+//! ([`Arrival`]), the engine decides, the rule's delay is waited out, the request is
+//! journaled, and what is left is a typed [`Plan`] that `h2conn` and `http1` only translate
+//! onto the wire. Signals HTTP/1.1 lacks are lowered here to the nearest thing it has, so
+//! that the journal says what was really done.
+//!
+//! Each request is journaled before its answer goes out, so that a client that has seen the
+//! answer can rely on the journal having the request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::engine::{ConnectionFacts, Decision, Instruction, RequestFacts, Response};
+use crate::journal::{Action, EventKind, Protocol, RequestEvent, Scheme};
+use crate::scenario::ErrorCode;
+
+/// RFC 9113 §6.8: a graceful GOAWAY first announces the highest possible stream id.
+pub(crate) const MAX_STREAM_ID: u32 = (1 << 31) - 1;
+
+/// What a protocol module is to put on the wire for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Send this answer; with `close_after`, end the connection once it is out (HTTP/1.1
+    /// `Connection: close`).
+    Respond {
+        /// The answer.
+        response: Response,
+        /// End the connection after it.
+        close_after: bool,
+    },
+    /// Reset the stream with this code (HTTP/2 only).
+    Reset(ErrorCode),
+    /// Send GOAWAY (HTTP/2 only). Graceful: h2's two-step drain, announced before `response`
+    /// answers this request. Immediate: `last_stream_id` excludes this request; the streams
+    /// below it finish, then the GOAWAY goes out and the connection closes.
+    Goaway {
+        /// Error code.
+        code: ErrorCode,
+        /// The last stream the server says it processed.
+        last_stream_id: u32,
+        /// Graceful or immediate.
+        graceful: bool,
+        /// The answer to this request, when graceful.
+        response: Option<Response>,
+        /// The rule that asked for it.
+        rule: Option<String>,
+    },
+    /// End the connection without answering.
+    Close {
+        /// The rule that asked for it.
+        rule: Option<String>,
+    },
+    /// Reset the stream with REFUSED_STREAM, unprocessed (RFC 9113 §6.8): it is above the
+    /// last-stream-id of a GOAWAY this connection has decided. Journaled as
+    /// `stream_refused`, not as a request.
+    Refuse,
+    /// Nothing to put on the wire: the connection ended while the request waited.
+    Abandon,
+}
+
+/// A request as either protocol hands it over.
+pub(crate) struct Arrival {
+    /// Method, target and headers.
+    pub parts: http::request::Parts,
+    /// The body as read (possibly partial when `body_error` is set).
+    pub body: Bytes,
+    /// Why the body could not be read whole, if it could not.
+    pub body_error: Option<BodyError>,
+    /// The HTTP/2 stream id (none on HTTP/1.1).
+    pub stream: Option<u32>,
+    /// When the request head arrived, on the journal's clock (stamped in arrival order).
+    pub received_ms: f64,
+}
+
+/// Why a request body could not be read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// More than the cap: 413.
+    TooLarge(u64),
+    /// No data for the idle timeout: 408.
+    Stalled(Duration),
+    /// The stream or connection failed: 400.
+    Failed(String),
+}
+
+impl BodyError {
+    /// The status that answers it.
+    pub fn status(&self) -> u16 {
+        match self {
+            BodyError::TooLarge(_) => 413,
+            BodyError::Stalled(_) => 408,
+            BodyError::Failed(_) => 400,
+        }
+    }
+
+    /// What the journal and the answer's body say.
+    pub fn describe(&self) -> String {
+        match self {
+            BodyError::TooLarge(limit) => format!("request body over {limit} bytes"),
+            BodyError::Stalled(patience) => format!("no request body data for {patience:?}"),
+            BodyError::Failed(why) => format!("reading the request body failed: {why}"),
+        }
+    }
+
+    /// The answer to send.
+    fn response(&self) -> Response {
+        Response {
+            status: self.status(),
+            headers: [(
+                "content-type".to_owned(),
+                "text/plain; charset=utf-8".to_owned(),
+            )]
+            .into(),
+            body: format!("misdirect: {}\n", self.describe()),
+        }
+    }
+}
+
+/// Per-connection context shared by its request tasks.
+pub(crate) struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub facts: ConnectionFacts,
+    pub protocol: Protocol,
+    pub tls: bool,
+    /// Requests seen so far.
+    pub requests: AtomicU64,
+    /// Cancelled when the connection ends (delayed actions stop waiting).
+    pub closed: CancellationToken,
+    /// Streams above this id are refused (an immediate GOAWAY is on its way).
+    refuse_above: AtomicU32,
+    /// When a request last arrived or finished (for the idle timeout).
+    last_active: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl ConnCtx {
+    pub fn new(shared: Arc<Shared>, facts: ConnectionFacts, protocol: Protocol, tls: bool) -> Self {
+        ConnCtx {
+            shared,
+            facts,
+            protocol,
+            tls,
+            requests: AtomicU64::new(0),
+            closed: CancellationToken::new(),
+            refuse_above: AtomicU32::new(u32::MAX),
+            last_active: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Notes activity now.
+    pub fn touch(&self) {
+        *self.last_active.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+
+    /// When a request last arrived or finished.
+    pub fn last_active(&self) -> tokio::time::Instant {
+        *self.last_active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on, refuse streams above `last_stream_id`.
+    pub fn refuse_above(&self, last_stream_id: u32) {
+        self.refuse_above
+            .fetch_min(last_stream_id, Ordering::SeqCst);
+    }
+
+    /// Whether `stream` lies above the last-stream-id of a GOAWAY this connection has
+    /// decided; if so, journals its refusal (`why` says when it was found out).
+    pub fn refuses(&self, stream: Option<u32>, why: &str) -> bool {
+        let Some(stream) = stream else {
+            return false;
+        };
+        if stream <= self.refuse_above.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.shared.journal.record(EventKind::StreamRefused {
+            connection: self.facts.id,
+            stream,
+            reason: why.to_owned(),
+        });
+        true
+    }
+
+    /// Journals that an answer could not be sent after its request was journaled.
+    pub fn response_failed(&self, stream: Option<u32>, error: String) {
+        self.shared.journal.record(EventKind::ResponseFailed {
+            connection: self.facts.id,
+            stream,
+            error,
+        });
+    }
+
+    /// The request's whole journey up to the wire: facts, decision, delay, journal, plan.
+    pub async fn handle(&self, arrival: Arrival) -> Plan {
+        let incoming = Incoming::new(&arrival);
+        let decision = self.decide(&incoming);
+        if let Some(error) = &arrival.body_error {
+            let response = error.response();
+            let done = Done {
+                action: Action::Respond,
+                status: Some(response.status),
+                error: Some(error.describe()),
+                ..Done::from(&decision)
+            };
+            self.journal_request(incoming, &decision, done);
+            // HTTP/1.1 cannot go on past a body it did not read.
+            let close_after = self.protocol == Protocol::Http11;
+            return Plan::Respond {
+                response,
+                close_after,
+            };
+        }
+        if !self.delay(decision.delay_ms).await {
+            let done = Done {
+                error: Some("connection closed during the rule's delay".to_owned()),
+                ..Done::from(&decision)
+            };
+            self.journal_request(incoming, &decision, done);
+            return Plan::Abandon;
+        }
+        if self.refuses(
+            arrival.stream,
+            "above the last-stream-id of a GOAWAY decided while it waited",
+        ) {
+            return Plan::Refuse;
+        }
+        let plan = self.plan(&decision, arrival.stream);
+        let mut done = Done::from(&decision);
+        match &plan {
+            Plan::Respond { response, .. } => done.status = Some(response.status),
+            Plan::Goaway { response, .. } => done.status = response.as_ref().map(|r| r.status),
+            Plan::Reset(code) => done.reset_code = Some(*code),
+            Plan::Close { .. } if decision.instruction != Instruction::Close => {
+                done.error =
+                    Some("HTTP/1.1 has no such signal: connection closed instead".to_owned());
+            }
+            Plan::Close { .. } | Plan::Refuse | Plan::Abandon => {}
+        }
+        self.journal_request(incoming, &decision, done);
+        plan
+    }
+
+    /// The decision as this connection's protocol can carry it out.
+    fn plan(&self, decision: &Decision, stream: Option<u32>) -> Plan {
+        let rule = decision.rule.clone();
+        let http1 = self.protocol == Protocol::Http11;
+        match decision.instruction.clone() {
+            Instruction::Respond(response) => Plan::Respond {
+                response,
+                close_after: false,
+            },
+            Instruction::Goaway {
+                graceful: true,
+                response: Some(response),
+                ..
+            } if http1 => Plan::Respond {
+                response,
+                close_after: true,
+            },
+            Instruction::Reset(_) | Instruction::Goaway { .. } | Instruction::Close if http1 => {
+                Plan::Close { rule }
+            }
+            Instruction::Reset(code) => Plan::Reset(code),
+            Instruction::Goaway {
+                code,
+                graceful,
+                response,
+            } => Plan::Goaway {
+                code,
+                // Client streams are odd: the one before this is id − 2 (0 when this is 1).
+                last_stream_id: if graceful {
+                    MAX_STREAM_ID
+                } else {
+                    stream.unwrap_or(0).saturating_sub(2)
+                },
+                graceful,
+                response,
+                rule,
+            },
+            Instruction::Close => Plan::Close { rule },
+        }
+    }
+
+    /// Counts the request and asks the engine.
+    fn decide(&self, incoming: &Incoming) -> Decision {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let now_ms = self.shared.journal.now_ms() as u64;
+        self.shared
+            .engine()
+            .decide(&self.facts, &incoming.facts, now_ms)
+    }
+
+    /// Waits out a rule's delay; `false` if the connection ended meanwhile.
+    async fn delay(&self, ms: u64) -> bool {
+        if ms == 0 {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(ms)) => true,
+            () = self.closed.cancelled() => false,
+        }
+    }
+
+    /// Journals a request and what was done with it.
+    fn journal_request(&self, incoming: Incoming, decision: &Decision, done: Done) {
+        let journal = &self.shared.journal;
+        let duration_ms = ((journal.now_ms() - incoming.received_ms) * 1000.0).round() / 1000.0;
+        journal.record(EventKind::Request(Box::new(RequestEvent {
+            connection: self.facts.id,
+            stream: incoming.stream,
+            request_on_connection: decision.request_on_connection,
+            request_number: decision.request_number,
+            protocol: self.protocol,
+            method: incoming.facts.method,
+            scheme: if self.tls {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
+            authority: incoming.facts.authority,
+            path: incoming.facts.path,
+            sni: self.facts.sni.clone(),
+            attempt: decision.attempt,
+            coalesced: decision.coalesced,
+            body_bytes: incoming.body_bytes,
+            body_sha256: incoming.body_sha256,
+            rule: decision.rule.clone(),
+            host: decision.host.clone(),
+            action: done.action,
+            status: done.status,
+            reset_code: done.reset_code,
+            misdirected_because: decision.misdirected_because.clone(),
+            error: done.error,
+            received_ms: (incoming.received_ms * 1000.0).round() / 1000.0,
+            duration_ms,
+        })));
+    }
+}
+
+/// What carrying out a decision does, as the journal records it.
+struct Done {
+    action: Action,
+    status: Option<u16>,
+    reset_code: Option<ErrorCode>,
+    error: Option<String>,
+}
+
+impl From<&Decision> for Done {
+    fn from(decision: &Decision) -> Done {
+        Done {
+            action: decision.instruction.action(),
+            status: None,
+            reset_code: None,
+            error: None,
+        }
+    }
+}
+
+/// The request as the engine and the journal see it.
+struct Incoming {
+    facts: RequestFacts,
+    stream: Option<u32>,
+    body_bytes: u64,
+    body_sha256: String,
+    received_ms: f64,
+}
+
+impl Incoming {
+    /// The authority is the target's (`:authority`, or an absolute-form target, RFC 9112
+    /// §3.2.2), else the `Host` header.
+    fn new(arrival: &Arrival) -> Incoming {
+        let parts = &arrival.parts;
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        Incoming {
+            facts: RequestFacts {
+                method: parts.method.as_str().to_owned(),
+                authority: normalize_authority(&authority),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/".to_owned(), |p| p.as_str().to_owned()),
+                headers: header_facts(&parts.headers),
+            },
+            stream: arrival.stream,
+            body_bytes: arrival.body.len() as u64,
+            body_sha256: sha256_hex(&arrival.body),
+            received_ms: arrival.received_ms,
+        }
+    }
+}
+
+/// The authority as the engine compares it: host only, lower case, no trailing dot, IPv6
+/// without brackets.
+fn normalize_authority(authority: &str) -> String {
+    let host = match authority.parse::<http::uri::Authority>() {
+        Ok(parsed) => parsed.host().to_owned(),
+        Err(_) => authority.to_owned(),
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// Header names and values as the engine sees them.
+fn header_facts(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Hex SHA-256 of a body.
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a response with this status may carry content (RFC 9110 §15.3.5, §15.4.5).
+pub(crate) fn status_has_body(status: u16) -> bool {
+    !matches!(status, 204 | 304)
+}
+
+/// The response head both protocols send: status, the plan's headers, and
+/// `content-length` where the status allows content.
+pub(crate) fn response_head(response: &Response) -> Result<http::Response<()>, String> {
+    let mut builder = http::Response::builder().status(response.status);
+    for (name, value) in &response.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    if status_has_body(response.status) {
+        builder = builder.header(http::header::CONTENT_LENGTH, response.body.len());
+    }
+    builder.body(()).map_err(|e| format!("bad response: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_lose_port_case_trailing_dot_and_brackets() {
+        assert_eq!(normalize_authority("B.Test:8443"), "b.test");
+        assert_eq!(normalize_authority("a.test."), "a.test");
+        assert_eq!(normalize_authority("[::1]:443"), "::1");
+        assert_eq!(normalize_authority("127.0.0.1"), "127.0.0.1");
+    }
+}
