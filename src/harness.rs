@@ -27,7 +27,7 @@ pub struct Handle {
 impl Harness {
     /// Writes the certificates, binds the listeners, composes the client page from their
     /// real ports and starts serving. `control_url` is the control API's base URL, when the
-    /// caller runs one (see [`crate::control`]), for the readiness line and the client's
+    /// caller runs one (the control API sits above the harness), for the readiness line and the client's
     /// environment. When this returns, the harness is ready.
     pub async fn start(
         scenario: Scenario,

@@ -1,0 +1,651 @@
+//! Wire tests in memory: a server started in-process on 127.0.0.1:0, a scripted peer, and
+//! exact assertions on the frames (HTTP/2, h2c by prior knowledge) and bytes (HTTP/1.1) of
+//! every action a rule can take, with the journal read through the crate's own event types.
+//! Real clients (curl, nghttp, browsers) stay in the end-to-end tests and the client matrix.
+
+mod frames;
+
+use std::time::Duration;
+
+use frames::{H2Client, Seen, body_of, http1};
+use misdirect::harness::Harness;
+use misdirect::journal::{Action, EventKind, Protocol, RequestEvent, Scheme};
+use misdirect::scenario::{self, ErrorCode};
+use misdirect::server::{Limits, ServeOptions, Server};
+
+/// RFC 9113 §7 error codes as they travel.
+const NO_ERROR: u32 = 0x0;
+const REFUSED_STREAM: u32 = 0x7;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+const MAX_STREAM_ID: u32 = (1 << 31) - 1;
+
+/// One cleartext listener (h2c and HTTP/1.1), one host, a rule per action.
+const SCENARIO: &str = r#"{
+  "listeners": [{"name": "plain", "tls": false}],
+  "hosts": [{"names": ["a.test"]}],
+  "rules": [
+    {"name": "misdirect", "when": {"path": "/421"}, "action": {"respond": {"status": 421, "headers": {"x-why": "test"}}}},
+    {"name": "refuse", "when": {"path": "/reset"}, "action": {"reset_stream": {"code": "REFUSED_STREAM"}}},
+    {"name": "calm-down", "when": {"path": "/goaway"}, "action": {"goaway": {"code": "ENHANCE_YOUR_CALM"}}},
+    {"name": "drain", "when": {"path": "/drain"}, "action": {"goaway": {"graceful": true}}},
+    {"name": "hang-up", "when": {"path": "/close"}, "action": "close"},
+    {"name": "slow", "when": {"path": "/slow"}, "delay_ms": 300, "action": {"respond": {"status": 200, "body": "slow"}}},
+    {"name": "late", "when": {"path": "/late"}, "delay_ms": 100, "action": {"respond": {"status": 200}}}
+  ]
+}"#;
+
+fn options(dir: &tempfile::TempDir, limits: Limits) -> ServeOptions {
+    ServeOptions {
+        certs_dir: dir.path().join("certs"),
+        limits: Limits {
+            max_body_bytes: 64,
+            shutdown_grace: Duration::from_secs(2),
+            ..limits
+        },
+        ..ServeOptions::default()
+    }
+}
+
+async fn start_with(limits: Limits) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (scenario, _) = scenario::from_bytes(SCENARIO.as_bytes()).expect("scenario");
+    let server = Server::start(scenario, options(&dir, limits))
+        .await
+        .expect("server starts");
+    (server, dir)
+}
+
+async fn start() -> (Server, tempfile::TempDir) {
+    start_with(Limits::default()).await
+}
+
+fn address(server: &Server) -> std::net::SocketAddr {
+    server.addr("plain").expect("listener plain")
+}
+
+/// The journal's events, once `done` holds of them (within 5 s).
+async fn journal_until(server: &Server, done: impl Fn(&[EventKind]) -> bool) -> Vec<EventKind> {
+    let deadline = tokio::time::Instant::now() + frames::PATIENCE;
+    loop {
+        let events: Vec<EventKind> = server
+            .journal()
+            .snapshot()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        if done(&events) || tokio::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn requests(events: &[EventKind]) -> Vec<&RequestEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Request(r) => Some(&**r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed(events: &[EventKind]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::ConnectionClosed { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn goaways(events: &[EventKind]) -> Vec<(u32, ErrorCode, bool, Option<&str>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::GoawaySent {
+                last_stream_id,
+                code,
+                graceful,
+                rule,
+                ..
+            } => Some((*last_stream_id, *code, *graceful, rule.as_deref())),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- HTTP/2
+
+#[tokio::test]
+async fn h2_respond_sends_the_host_answer_with_content_length() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let stream = client.get("a.test", "/ok").await;
+    let head = client.next().await;
+    assert_eq!(head.status(), Some(200));
+    let body = "misdirect: a.test answered GET /ok\n";
+    assert_eq!(
+        head.field("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(
+        client.next().await,
+        Seen::Data {
+            stream,
+            data: body.into(),
+            end_stream: true
+        }
+    );
+    let events = journal_until(&server, |e| !requests(e).is_empty()).await;
+    let request = requests(&events)[0];
+    assert_eq!(request.action, Action::Respond);
+    assert_eq!(request.protocol, Protocol::H2c);
+    assert_eq!(request.scheme, Scheme::Http);
+    assert_eq!((request.stream, request.status), (Some(1), Some(200)));
+    assert_eq!(request.host.as_deref(), Some("a.test"));
+}
+
+#[tokio::test]
+async fn h2_a_421_carries_the_rules_headers_and_a_body_saying_why() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let stream = client.get("a.test", "/421").await;
+    let head = client.next().await;
+    assert_eq!(
+        head,
+        Seen::Headers {
+            stream,
+            status: 421,
+            fields: vec![
+                ("x-why".to_owned(), "test".to_owned()),
+                (
+                    "content-length".to_owned(),
+                    head.field("content-length").unwrap_or("?").to_owned()
+                ),
+            ],
+            end_stream: false,
+        }
+    );
+    let Seen::Data {
+        data,
+        end_stream: true,
+        ..
+    } = client.next().await
+    else {
+        panic!("the body follows the head");
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&data),
+        "misdirect: 421 Misdirected Request for a.test /421 (scenario rule misdirect); retry on a new connection\n"
+    );
+    let events = journal_until(&server, |e| !requests(e).is_empty()).await;
+    let request = requests(&events)[0];
+    assert_eq!(
+        (request.action, request.status),
+        (Action::Respond, Some(421))
+    );
+    assert_eq!(request.rule.as_deref(), Some("misdirect"));
+}
+
+#[tokio::test]
+async fn h2_default_routing_misdirects_an_authority_no_host_serves() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    client.get("a.test", "/").await;
+    let first = client.next().await;
+    assert_eq!(first.status(), Some(200));
+    client.next().await; // its body
+    let stream = client.get("b.test", "/x").await;
+    let head = client.next().await;
+    assert_eq!(head.status(), Some(421));
+    assert_eq!(
+        head.field("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let body = body_of(&[client.next().await], stream);
+    assert!(
+        body.contains("no virtual host serves b.test on listener plain"),
+        "{body}"
+    );
+    let events = journal_until(&server, |e| requests(e).len() >= 2).await;
+    let misdirected = requests(&events)[1];
+    assert!(
+        misdirected.coalesced,
+        "b.test on the connection a.test opened"
+    );
+    assert_eq!(
+        misdirected.misdirected_because.as_deref(),
+        Some("no virtual host serves b.test on listener plain")
+    );
+}
+
+#[tokio::test]
+async fn h2_reset_stream_sends_rst_stream_with_the_rules_code() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let stream = client.get("a.test", "/reset").await;
+    assert_eq!(
+        client.next().await,
+        Seen::Reset {
+            stream,
+            code: REFUSED_STREAM
+        }
+    );
+    let events = journal_until(&server, |e| !requests(e).is_empty()).await;
+    let request = requests(&events)[0];
+    assert_eq!(request.rule.as_deref(), Some("refuse"));
+    assert_eq!(request.action, Action::ResetStream);
+    assert_eq!(request.reset_code, Some(ErrorCode::RefusedStream));
+    assert_eq!(request.status, None);
+}
+
+#[tokio::test]
+async fn h2_an_immediate_goaway_excludes_the_request_and_names_the_rule() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    client.get("a.test", "/ok").await;
+    let frames = {
+        let mut seen = vec![client.next().await, client.next().await];
+        let stream = client.get("a.test", "/goaway").await;
+        assert_eq!(stream, 3);
+        seen.extend(client.until_closed().await);
+        seen
+    };
+    assert_eq!(frames[0].status(), Some(200));
+    assert_eq!(
+        &frames[2..],
+        [Seen::GoAway {
+            last_stream_id: 1,
+            code: ENHANCE_YOUR_CALM,
+            debug: "misdirect: rule calm-down".into(),
+        }],
+        "one GOAWAY naming stream 1, nothing for stream 3, then the close"
+    );
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    assert_eq!(
+        goaways(&events),
+        [(1, ErrorCode::EnhanceYourCalm, false, Some("calm-down"))]
+    );
+    let request = requests(&events)[1];
+    assert_eq!((request.action, request.status), (Action::Goaway, None));
+    assert_eq!(closed(&events), ["closed after GOAWAY (rule)"]);
+}
+
+#[tokio::test]
+async fn h2_an_immediate_goaway_lets_lower_streams_finish_and_refuses_higher_ones() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let slow = client.get("a.test", "/slow").await;
+    let goaway = client.get("a.test", "/goaway").await;
+    let late = client.get("a.test", "/late").await;
+    assert_eq!((slow, goaway, late), (1, 3, 5));
+    let frames = client.until_closed().await;
+    let expected_goaway = Seen::GoAway {
+        last_stream_id: 1,
+        code: ENHANCE_YOUR_CALM,
+        debug: "misdirect: rule calm-down".into(),
+    };
+    let at = |wanted: &Seen| frames.iter().position(|f| f == wanted);
+    let refused = at(&Seen::Reset {
+        stream: late,
+        code: REFUSED_STREAM,
+    })
+    .expect("the stream above is refused");
+    let answered = frames
+        .iter()
+        .position(|f| {
+            matches!(
+                f,
+                Seen::Headers {
+                    stream: 1,
+                    status: 200,
+                    ..
+                }
+            )
+        })
+        .expect("the stream below is answered");
+    let goaway_at = at(&expected_goaway).expect("the GOAWAY");
+    assert!(refused < goaway_at && answered < goaway_at, "{frames:#?}");
+    assert_eq!(body_of(&frames, slow), "slow");
+    assert!(
+        !frames.iter().any(|f| matches!(
+            f,
+            Seen::Headers { stream: 3, .. } | Seen::Reset { stream: 3, .. }
+        )),
+        "the GOAWAY's own stream is never answered: {frames:#?}"
+    );
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    let refused: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::StreamRefused { stream, .. } => Some(*stream),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, [late]);
+    let answered: Vec<(Option<u32>, &str)> = requests(&events)
+        .iter()
+        .map(|r| (r.stream, r.path.as_str()))
+        .collect();
+    assert!(answered.contains(&(Some(1), "/slow")) && answered.contains(&(Some(3), "/goaway")));
+    assert_eq!(goaways(&events)[0].0, 1);
+}
+
+#[tokio::test]
+async fn h2_a_graceful_goaway_sends_two_goaways_around_the_answer() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let stream = client.get("a.test", "/drain").await;
+    let frames = client.until_closed().await;
+    let goaways_seen: Vec<&Seen> = frames
+        .iter()
+        .filter(|f| matches!(f, Seen::GoAway { .. }))
+        .collect();
+    assert_eq!(
+        goaways_seen,
+        [
+            &Seen::GoAway {
+                last_stream_id: MAX_STREAM_ID,
+                code: NO_ERROR,
+                debug: Default::default()
+            },
+            &Seen::GoAway {
+                last_stream_id: stream,
+                code: NO_ERROR,
+                debug: Default::default()
+            },
+        ],
+        "RFC 9113 §6.8: the highest id first, then the real one: {frames:#?}"
+    );
+    let first_goaway = frames.iter().position(|f| matches!(f, Seen::GoAway { .. }));
+    let answer = frames.iter().position(|f| f.status() == Some(200));
+    assert!(
+        first_goaway < answer,
+        "the drain is announced with the answer: {frames:#?}"
+    );
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    assert_eq!(
+        goaways(&events),
+        [(MAX_STREAM_ID, ErrorCode::NoError, true, Some("drain"))]
+    );
+    let request = requests(&events)[0];
+    assert_eq!(
+        (request.action, request.status),
+        (Action::Goaway, Some(200))
+    );
+    assert_eq!(closed(&events), ["drained after GOAWAY"]);
+}
+
+#[tokio::test]
+async fn h2_close_ends_the_connection_without_an_answer() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    client.get("a.test", "/close").await;
+    assert_eq!(
+        client.until_closed().await,
+        [],
+        "no frame for the stream, then the close"
+    );
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    let request = requests(&events)[0];
+    assert_eq!((request.action, request.status), (Action::Close, None));
+    assert_eq!(closed(&events), ["closed by rule hang-up"]);
+}
+
+#[tokio::test]
+async fn h2_a_delay_holds_the_answer_back() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let started = tokio::time::Instant::now();
+    client.get("a.test", "/slow").await;
+    assert_eq!(client.next().await.status(), Some(200));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let events = journal_until(&server, |e| !requests(e).is_empty()).await;
+    assert!(requests(&events)[0].duration_ms >= 300.0);
+}
+
+#[tokio::test]
+async fn h2_a_body_over_the_cap_gets_413() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let stream = client
+        .request("POST", "a.test", "/upload", Some(&[b'x'; 100]))
+        .await;
+    let head = client.next().await;
+    assert_eq!(
+        (head.status(), head.field("content-type")),
+        (Some(413), Some("text/plain; charset=utf-8"))
+    );
+    let body = body_of(&[client.next().await], stream);
+    assert_eq!(body, "misdirect: request body over 64 bytes\n");
+    let events = journal_until(&server, |e| !requests(e).is_empty()).await;
+    let request = requests(&events)[0];
+    assert_eq!(
+        (request.action, request.status),
+        (Action::Respond, Some(413))
+    );
+    assert_eq!(request.error.as_deref(), Some("request body over 64 bytes"));
+}
+
+#[tokio::test]
+async fn h2_shutdown_sends_the_two_goaways_of_a_graceful_drain() {
+    let (server, _dir) = start().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    client.get("a.test", "/ok").await;
+    assert_eq!(client.next().await.status(), Some(200));
+    client.next().await;
+    let shutdown = tokio::spawn(async move {
+        server.shutdown("test").await;
+        server
+    });
+    let frames = client.until_closed().await;
+    assert_eq!(
+        frames,
+        [
+            Seen::GoAway {
+                last_stream_id: MAX_STREAM_ID,
+                code: NO_ERROR,
+                debug: Default::default()
+            },
+            Seen::GoAway {
+                last_stream_id: 1,
+                code: NO_ERROR,
+                debug: Default::default()
+            },
+        ]
+    );
+    let server = shutdown.await.expect("shutdown");
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    assert_eq!(
+        goaways(&events),
+        [(MAX_STREAM_ID, ErrorCode::NoError, true, None)]
+    );
+    assert_eq!(closed(&events), ["drained after GOAWAY"]);
+}
+
+#[tokio::test]
+async fn h2_an_idle_connection_gets_goaway_naming_its_last_stream() {
+    let (server, _dir) = start_with(Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    })
+    .await;
+    let mut client = H2Client::connect(address(&server)).await;
+    client.get("a.test", "/ok").await;
+    let frames = client.until_closed().await;
+    assert_eq!(frames[0].status(), Some(200));
+    assert_eq!(
+        frames.last(),
+        Some(&Seen::GoAway {
+            last_stream_id: 1,
+            code: NO_ERROR,
+            debug: Default::default()
+        })
+    );
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    assert_eq!(goaways(&events), [(1, ErrorCode::NoError, false, None)]);
+    assert_eq!(closed(&events), ["idle timeout (1s without a request)"]);
+}
+
+#[tokio::test]
+async fn h2_the_client_page_is_a_route_of_the_harness_not_of_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (scenario, _) = scenario::from_bytes(SCENARIO.as_bytes()).expect("scenario");
+    let harness = Harness::start(scenario.clone(), options(&dir, Limits::default()), None)
+        .await
+        .expect("harness starts");
+    let mut client = H2Client::connect(harness.addr("plain").expect("plain")).await;
+    let stream = client
+        .get("b.test", misdirect::client::CLIENT_PAGE_PATH)
+        .await;
+    let head = client.next().await;
+    assert_eq!(head.status(), Some(200));
+    assert_eq!(head.field("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(head.field("cache-control"), Some("no-store"));
+    let mut frames = vec![head];
+    while !matches!(
+        frames.last(),
+        Some(Seen::Data {
+            end_stream: true,
+            ..
+        })
+    ) {
+        frames.push(client.next().await);
+    }
+    assert!(body_of(&frames, stream).contains("misdirect client page"));
+    let page = harness
+        .journal()
+        .snapshot()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::Request(r) => Some(r),
+            _ => None,
+        })
+        .expect("journaled");
+    assert_eq!(
+        page.rule.as_deref(),
+        Some(misdirect::client::CLIENT_PAGE_ROUTE)
+    );
+    assert_eq!((page.request_number, page.coalesced), (0, false));
+    harness.shutdown("test").await;
+
+    // The server alone serves the scenario and nothing else.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(scenario, options(&dir, Limits::default()))
+        .await
+        .expect("server starts");
+    let mut client = H2Client::connect(address(&server)).await;
+    client
+        .get("b.test", misdirect::client::CLIENT_PAGE_PATH)
+        .await;
+    assert_eq!(client.next().await.status(), Some(421));
+}
+
+// ---------------------------------------------------------------- HTTP/1.1
+
+#[tokio::test]
+async fn http1_respond_and_421_answer_and_keep_the_connection() {
+    let (server, _dir) = start().await;
+    let ok = http1(address(&server), "GET", "a.test", "/ok", b"").await;
+    assert_eq!(ok.status, Some(200));
+    assert_eq!(ok.body, "misdirect: a.test answered GET /ok\n");
+    assert!(!ok.closed);
+    let misdirected = http1(address(&server), "GET", "a.test:8080", "/421", b"").await;
+    assert_eq!(misdirected.status, Some(421));
+    assert_eq!(misdirected.field("x-why"), Some("test"));
+    assert!(!misdirected.closed);
+    let events = journal_until(&server, |e| requests(e).len() >= 2).await;
+    let requests = requests(&events);
+    assert_eq!(requests[0].protocol, Protocol::Http11);
+    assert_eq!(
+        (requests[0].stream, requests[0].action),
+        (None, Action::Respond)
+    );
+    assert_eq!(
+        requests[1].authority, "a.test",
+        "the port is not part of the authority"
+    );
+}
+
+#[tokio::test]
+async fn http1_reset_and_immediate_goaway_close_without_an_answer() {
+    let (server, _dir) = start().await;
+    for (path, action) in [("/reset", Action::ResetStream), ("/goaway", Action::Goaway)] {
+        let answer = http1(address(&server), "GET", "a.test", path, b"").await;
+        assert_eq!(
+            (answer.status, answer.closed),
+            (None, true),
+            "{path}: {answer:?}"
+        );
+        let events = journal_until(&server, |e| requests(e).iter().any(|r| r.path == path)).await;
+        let request = requests(&events)
+            .into_iter()
+            .find(|r| r.path == path)
+            .expect("journaled");
+        assert_eq!((request.action, request.status), (action, None));
+        assert_eq!(
+            request.error.as_deref(),
+            Some("HTTP/1.1 has no such signal: connection closed instead")
+        );
+    }
+    let events = journal_until(&server, |e| closed(e).len() >= 2).await;
+    assert_eq!(
+        closed(&events),
+        ["closed by rule refuse", "closed by rule calm-down"]
+    );
+}
+
+#[tokio::test]
+async fn http1_a_graceful_goaway_answers_with_connection_close() {
+    let (server, _dir) = start().await;
+    let answer = http1(address(&server), "GET", "a.test", "/drain", b"").await;
+    assert_eq!(answer.status, Some(200));
+    assert_eq!(answer.field("connection"), Some("close"));
+    assert!(answer.closed);
+    let events = journal_until(&server, |e| !requests(e).is_empty()).await;
+    let request = requests(&events)[0];
+    assert_eq!(
+        (request.action, request.status, request.error.as_deref()),
+        (Action::Goaway, Some(200), None)
+    );
+}
+
+#[tokio::test]
+async fn http1_close_ends_the_connection_without_an_answer() {
+    let (server, _dir) = start().await;
+    let answer = http1(address(&server), "GET", "a.test", "/close", b"").await;
+    assert_eq!((answer.status, answer.closed), (None, true));
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    let request = requests(&events)[0];
+    assert_eq!(
+        (request.action, request.error.as_deref()),
+        (Action::Close, None)
+    );
+    assert_eq!(closed(&events), ["closed by rule hang-up"]);
+}
+
+#[tokio::test]
+async fn http1_a_delay_holds_the_answer_back() {
+    let (server, _dir) = start().await;
+    let started = tokio::time::Instant::now();
+    let answer = http1(address(&server), "GET", "a.test", "/slow", b"").await;
+    assert_eq!((answer.status, answer.body.as_str()), (Some(200), "slow"));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn http1_a_body_over_the_cap_gets_413_and_a_close() {
+    let (server, _dir) = start().await;
+    let answer = http1(address(&server), "POST", "a.test", "/upload", &[b'x'; 100]).await;
+    assert_eq!(answer.status, Some(413));
+    assert_eq!(answer.field("connection"), Some("close"));
+    assert_eq!(answer.body, "misdirect: request body over 64 bytes\n");
+    let events = journal_until(&server, |e| !requests(e).is_empty()).await;
+    let request = requests(&events)[0];
+    assert_eq!(
+        (request.action, request.status),
+        (Action::Respond, Some(413))
+    );
+}
