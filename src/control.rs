@@ -41,7 +41,7 @@ pub struct ControlOptions {
 /// Why the control API could not listen.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "control API: cannot bind {address}: {source} (is another process using that port? port 0 picks a free one)"
+    "listener \"control\": cannot bind {address}: {source} (is another process using that port? port 0 picks a free one)"
 )]
 pub struct ControlError {
     /// The address asked for.

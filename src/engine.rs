@@ -91,8 +91,10 @@ impl Instruction {
 }
 
 /// A response the harness itself serves on every host (the browser client page): matched
-/// before the scenario's rules, by method and exact path (a query string is allowed), and
-/// not counted among the scenario's requests.
+/// before the scenario's rules, by method (case-sensitive, RFC 9110 §9.1) and exact path (a
+/// query string is allowed), and not counted among the scenario's requests: its decision has
+/// `request_number` 0 and `attempt` 1, and it neither moves the scenario's counters nor makes
+/// a connection's first authority.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// Name journaled as the request's `rule`, e.g. `misdirect client page`.
@@ -118,7 +120,8 @@ pub struct Decision {
     pub host: Option<String>,
     /// 1 for the first try of this (method, authority, path), 2 for the first retry, …
     pub attempt: u64,
-    /// Position of the request on its connection, from 1.
+    /// Position of the request on its connection, from 1, among the scenario's requests (a
+    /// harness route's request counts them and the route requests so far).
     pub request_on_connection: u64,
     /// Position of the request among all requests, from 1 (0 for a harness route).
     pub request_number: u64,
@@ -195,9 +198,11 @@ impl Engine {
 
     /// Decides what to do with a request; updates the counters.
     pub fn decide(&mut self, conn: &ConnectionFacts, req: &RequestFacts, now_ms: u64) -> Decision {
-        if let Some(route) = self.routes.iter().find(|r| {
-            r.method.eq_ignore_ascii_case(&req.method) && path_matches(&r.path, &req.path)
-        }) {
+        if let Some(route) = self
+            .routes
+            .iter()
+            .find(|r| r.method == req.method && path_matches(&r.path, &req.path))
+        {
             // The harness's own page: outside the scenario, so no counter moves but the
             // connection's position.
             let connection = self.state.connections.entry(conn.id).or_default();

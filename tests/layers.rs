@@ -23,12 +23,17 @@ fn layers(lib_rs: &str) -> BTreeMap<String, u32> {
     layers
 }
 
-/// The top-level modules a source text names with `crate::`, outside comments.
+/// The top-level modules a source text names with `crate::`, outside `//` comments; a
+/// `use crate::{…}` group may span lines.
 fn crate_paths(source: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for line in source.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
+    let code: String = source
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    {
+        let mut rest = code.as_str();
         while let Some(at) = rest.find("crate::") {
             rest = &rest[at + "crate::".len()..];
             if let Some(group) = rest.strip_prefix('{') {
@@ -143,7 +148,7 @@ fn the_check_catches_an_upward_import_a_sideways_one_and_a_grouped_one() {
         ),
         (
             "scenario".to_owned(),
-            "use crate::{engine::Route, scenario};".to_owned(),
+            "use crate::{\n    scenario,\n    engine::Route,\n};".to_owned(),
         ),
         (
             "server".to_owned(),

@@ -363,7 +363,9 @@ pub struct Matcher {
     /// `true`: the certificate served on this connection does not cover the authority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority_not_covered: Option<bool>,
-    /// `true`: the connection has already carried a request for another authority.
+    /// `true`: the request is coalesced — its authority is not the name the connection was
+    /// opened for (the SNI, or without SNI the connection's first authority), as the
+    /// journal's `coalesced` says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coalesced: Option<bool>,
     /// Position of the request on its connection (1 = first).

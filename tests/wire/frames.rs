@@ -286,7 +286,8 @@ pub async fn http1(
         };
         received.extend_from_slice(&buf[..n]);
         if answer_is_whole(&received) {
-            let more = tokio::time::timeout(Duration::from_millis(300), io.read(&mut buf)).await;
+            // A server that closes does so at once; one that keeps the connection says nothing.
+            let more = tokio::time::timeout(Duration::from_millis(500), io.read(&mut buf)).await;
             break matches!(more, Ok(Ok(0)) | Ok(Err(_)));
         }
     };
