@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Harness, python_with_h2, requests, run};
+use common::{Harness, python_with_h2, run, typed_requests};
 use serde_json::Value;
 
 const COALESCING: &str = r#"{
@@ -47,20 +47,14 @@ fn a_python_h2_client_coalescing_two_authorities_gets_200_then_421() {
             .is_some_and(|b| b.contains("does not serve b.test"))
     );
 
-    let events = h.journal_until(|e| requests(e).len() >= 2);
-    let reqs = requests(&events);
+    let events = h.events_until(|e| typed_requests(e).len() >= 2);
+    let reqs = typed_requests(&events);
     assert_eq!(reqs.len(), 2);
-    assert_eq!(
-        reqs[0]["connection"], reqs[1]["connection"],
-        "one connection"
-    );
-    assert_eq!(
-        (reqs[0]["stream"].clone(), reqs[1]["stream"].clone()),
-        (1.into(), 3.into())
-    );
-    assert_eq!(reqs[0]["coalesced"], false);
-    assert_eq!(reqs[1]["coalesced"], true);
-    assert_eq!(reqs[1]["authority"], "b.test");
-    assert_eq!(reqs[1]["sni"], "a.test");
-    assert_eq!(reqs[1]["status"], 421);
+    assert_eq!(reqs[0].connection, reqs[1].connection, "one connection");
+    assert_eq!((reqs[0].stream, reqs[1].stream), (Some(1), Some(3)));
+    assert!(!reqs[0].coalesced);
+    assert!(reqs[1].coalesced);
+    assert_eq!(reqs[1].authority, "b.test");
+    assert_eq!(reqs[1].sni.as_deref(), Some("a.test"));
+    assert_eq!(reqs[1].status, Some(421));
 }

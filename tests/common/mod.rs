@@ -129,6 +129,27 @@ impl Harness {
         read_journal(&self.journal_path)
     }
 
+    /// The journal as written so far, as the crate's own event types.
+    pub fn events(&self) -> Vec<misdirect::journal::Event> {
+        let text = std::fs::read_to_string(&self.journal_path).unwrap_or_default();
+        misdirect::journal::read_ndjson(&text).expect("every journal line is a journal::Event")
+    }
+
+    /// Waits (up to 5 s) until the journal's typed events satisfy `done`, then returns them.
+    pub fn events_until(
+        &self,
+        done: impl Fn(&[misdirect::journal::Event]) -> bool,
+    ) -> Vec<misdirect::journal::Event> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let events = self.events();
+            if done(&events) || Instant::now() > deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (up to 5 s) until the journal satisfies `done`, then returns it.
     pub fn journal_until(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -187,12 +208,29 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
-/// Reads an NDJSON journal.
+/// Reads an NDJSON journal (each line must also be a `misdirect::journal::Event`: what the
+/// tests read untyped is what the crate's types say).
 pub fn read_journal(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
+    if let Err(err) = misdirect::journal::read_ndjson(&text) {
+        panic!("{}: not the crate's journal events: {err}", path.display());
+    }
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
+        .collect()
+}
+
+/// The `request` events of a journal, typed.
+pub fn typed_requests(
+    events: &[misdirect::journal::Event],
+) -> Vec<&misdirect::journal::RequestEvent> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            misdirect::journal::EventKind::Request(r) => Some(&**r),
+            _ => None,
+        })
         .collect()
 }
 
