@@ -140,26 +140,12 @@ impl Harness {
         &self,
         done: impl Fn(&[misdirect::journal::Event]) -> bool,
     ) -> Vec<misdirect::journal::Event> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let events = self.events();
-            if done(&events) || Instant::now() > deadline {
-                return events;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(|| self.events(), |events| done(events))
     }
 
     /// Waits (up to 5 s) until the journal satisfies `done`, then returns it.
     pub fn journal_until(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let events = self.journal();
-            if done(&events) || Instant::now() > deadline {
-                return events;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(|| self.journal(), |events| done(events))
     }
 
     /// The process id.
@@ -195,6 +181,18 @@ impl Drop for Harness {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Reads `fetch()` every 20 ms until `done` holds of it or 5 s have passed; returns the last.
+fn poll_until<T>(fetch: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let value = fetch();
+        if done(&value) || Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
