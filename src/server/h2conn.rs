@@ -41,6 +41,8 @@ enum Life {
         code: ErrorCode,
         /// The rule that asked for it.
         rule: Option<String>,
+        /// Whether a drain's GOAWAY(NO_ERROR) had already gone out.
+        after_drain: bool,
     },
 }
 
@@ -127,6 +129,7 @@ where
                         format!("idle timeout ({:?} without a request)", limits.idle_timeout)
                     }
                     Life::Draining(_) => "drained after GOAWAY".to_owned(),
+                    Life::GoingAway { after_drain: true, .. } => "drained after GOAWAY".to_owned(),
                     Life::GoingAway { .. } => "client closed before the GOAWAY".to_owned(),
                     Life::Serving => "client closed".to_owned(),
                 },
@@ -153,7 +156,8 @@ where
                     if !is_going_away {
                         ctx.refuse_above(last_stream_id);
                         going_away.as_mut().reset(Instant::now() + limits.shutdown_grace);
-                        life = Life::GoingAway { last_stream_id, code, rule };
+                        let after_drain = matches!(life, Life::Draining(_));
+                        life = Life::GoingAway { last_stream_id, code, rule, after_drain };
                     }
                 }
                 Command::Close { rule, _unanswered } => {
@@ -216,6 +220,7 @@ where
         last_stream_id,
         code,
         rule,
+        ..
     } = life
     {
         // Let h2 write what it has queued (the answers of finished streams) before it goes.
