@@ -196,7 +196,7 @@ impl ConnCtx {
     /// The request's whole journey up to the wire: facts, decision, delay, journal, plan.
     pub async fn handle(&self, arrival: Arrival) -> Plan {
         let incoming = Incoming::new(&arrival);
-        let decision = self.decide(&incoming);
+        let mut decision = self.decide(&incoming);
         if let Some(error) = &arrival.body_error {
             let response = error.response();
             let done = Done {
@@ -227,13 +227,15 @@ impl ConnCtx {
         ) {
             return Plan::Refuse;
         }
-        let plan = self.plan(&decision, arrival.stream);
         let mut done = Done::from(&decision);
+        // The instruction moves into the plan: its response is not copied on the way.
+        let instruction = std::mem::replace(&mut decision.instruction, Instruction::Close);
+        let plan = self.plan(instruction, decision.rule.clone(), arrival.stream);
         match &plan {
             Plan::Respond { response, .. } => done.status = Some(response.status),
             Plan::Goaway { response, .. } => done.status = response.as_ref().map(|r| r.status),
             Plan::Reset(code) => done.reset_code = Some(*code),
-            Plan::Close { .. } if decision.instruction != Instruction::Close => {
+            Plan::Close { .. } if done.action != Action::Close => {
                 done.error =
                     Some("HTTP/1.1 has no such signal: connection closed instead".to_owned());
             }
@@ -244,10 +246,9 @@ impl ConnCtx {
     }
 
     /// The decision as this connection's protocol can carry it out.
-    fn plan(&self, decision: &Decision, stream: Option<u32>) -> Plan {
-        let rule = decision.rule.clone();
+    fn plan(&self, instruction: Instruction, rule: Option<String>, stream: Option<u32>) -> Plan {
         let http1 = self.protocol == Protocol::Http11;
-        match decision.instruction.clone() {
+        match instruction {
             Instruction::Respond(response) => Plan::Respond {
                 response,
                 close_after: false,
