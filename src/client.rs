@@ -248,7 +248,7 @@ pub fn page_route(scenario: &Scenario, ready: &Ready) -> Route {
                 ("cache-control".to_owned(), "no-store".to_owned()),
             ]
             .into(),
-            body: page(scenario, ready),
+            body: page(scenario, ready).into(),
         },
     }
 }

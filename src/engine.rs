@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use bytes::Bytes;
 
 use crate::journal;
 use crate::scenario::{
@@ -47,14 +47,15 @@ pub struct RequestFacts {
 }
 
 /// A response to send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// Status code.
     pub status: u16,
     /// Headers.
     pub headers: BTreeMap<String, String>,
-    /// Body.
-    pub body: String,
+    /// Body: a scenario's body is made once per engine and shared by every answer that
+    /// sends it (cloning a `Bytes` counts a reference, it copies nothing).
+    pub body: Bytes,
 }
 
 /// What the server is to do with a request.
@@ -159,8 +160,43 @@ pub struct Engine {
     seed: u64,
     rules: Vec<RuleSpec>,
     hosts: Vec<HostSpec>,
+    bodies: Bodies,
     routes: Vec<Route>,
     state: State,
+}
+
+/// The scenario's response bodies, made once so that answers share them instead of copying.
+#[derive(Debug, Clone, Default)]
+struct Bodies {
+    /// Per host, per response: the body, if the response has one.
+    hosts: Vec<Vec<Option<Bytes>>>,
+    /// Per rule: the respond action's body, if it has one.
+    rules: Vec<Option<Bytes>>,
+}
+
+impl Bodies {
+    fn of(scenario: &Scenario) -> Bodies {
+        Bodies {
+            hosts: scenario
+                .hosts
+                .iter()
+                .map(|host| {
+                    host.responses
+                        .iter()
+                        .map(|r| r.body.clone().map(Bytes::from))
+                        .collect()
+                })
+                .collect(),
+            rules: scenario
+                .rules
+                .iter()
+                .map(|rule| match &rule.action {
+                    Action::Respond(respond) => respond.body.clone().map(Bytes::from),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Engine {
@@ -175,6 +211,7 @@ impl Engine {
             seed: scenario.seed,
             rules: scenario.rules.clone(),
             hosts: scenario.hosts.clone(),
+            bodies: Bodies::of(scenario),
             routes,
             state: State {
                 fired_total: vec![0; scenario.rules.len()],
@@ -284,16 +321,22 @@ impl Engine {
                 Action::Respond(respond) => Instruction::Respond(Response {
                     status: respond.status,
                     headers: respond.headers.clone(),
-                    body: respond.body.clone().unwrap_or_else(|| {
-                        default_body(respond.status, req, decision.rule.as_deref())
-                    }),
+                    body: self
+                        .bodies
+                        .rules
+                        .get(index)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| {
+                            default_body(respond.status, req, decision.rule.as_deref())
+                        }),
                 }),
                 Action::ResetStream(reset) => Instruction::Reset(reset.code),
                 Action::Goaway(goaway) => Instruction::Goaway {
                     code: goaway.code,
                     graceful: goaway.graceful,
                     response: goaway.graceful.then(|| {
-                        let (response, host, _) = route(&self.hosts, conn, req);
+                        let (response, host, _) = route(&self.hosts, &self.bodies, conn, req);
                         decision.host = host;
                         response
                     }),
@@ -302,7 +345,7 @@ impl Engine {
             };
             return decision;
         }
-        let (response, host, misdirected) = route(&self.hosts, conn, req);
+        let (response, host, misdirected) = route(&self.hosts, &self.bodies, conn, req);
         decision.instruction = Instruction::Respond(response);
         decision.host = host;
         decision.misdirected_because = misdirected;
@@ -417,21 +460,24 @@ fn draw(seed: u64, rule_index: usize, request_number: u64) -> f64 {
 /// host among those on the listener.
 fn route(
     hosts: &[HostSpec],
+    bodies: &Bodies,
     conn: &ConnectionFacts,
     req: &RequestFacts,
 ) -> (Response, Option<String>, Option<String>) {
-    let on_listener = |host: &&HostSpec| Scenario::host_on_listener(host, &conn.listener);
+    let on_listener =
+        |(_, host): &(usize, &HostSpec)| Scenario::host_on_listener(host, &conn.listener);
     let answers = |host: &HostSpec, name: &str| host.names.iter().any(|n| name_matches(n, name));
     let sni_host = conn.sni.as_deref().and_then(|sni| {
         hosts
             .iter()
+            .enumerate()
             .filter(on_listener)
-            .find(|host| answers(host, sni))
+            .find(|(_, host)| answers(host, sni))
     });
     let chosen = match (conn.sni.as_deref(), sni_host) {
-        (Some(sni), Some(host)) => {
+        (Some(sni), Some((index, host))) => {
             if answers(host, &req.authority) {
-                Ok(host)
+                Ok((index, host))
             } else {
                 Err(format!(
                     "this connection was opened for {sni} (SNI), whose virtual host {} does not serve {}",
@@ -442,8 +488,9 @@ fn route(
         }
         _ => hosts
             .iter()
+            .enumerate()
             .filter(on_listener)
-            .find(|host| answers(host, &req.authority))
+            .find(|(_, host)| answers(host, &req.authority))
             .ok_or_else(|| {
                 format!(
                     "no virtual host serves {} on listener {}",
@@ -452,9 +499,13 @@ fn route(
             }),
     };
     match chosen {
-        Ok(host) => (host_response(host, req), Some(display_name(host)), None),
+        Ok((index, host)) => (
+            host_response(host, bodies.hosts.get(index), req),
+            Some(display_name(host)),
+            None,
+        ),
         Err(why) => {
-            let body = format!("misdirect: 421 Misdirected Request: {why}\n");
+            let body = Bytes::from(format!("misdirect: 421 Misdirected Request: {why}\n"));
             (
                 Response {
                     status: 421,
@@ -479,40 +530,46 @@ fn text_plain() -> BTreeMap<String, String> {
     )])
 }
 
-fn host_response(host: &HostSpec, req: &RequestFacts) -> Response {
+fn host_response(
+    host: &HostSpec,
+    bodies: Option<&Vec<Option<Bytes>>>,
+    req: &RequestFacts,
+) -> Response {
     match host
         .responses
         .iter()
-        .find(|r: &&ResponseSpec| path_matches(&r.path, &req.path))
+        .position(|r: &ResponseSpec| path_matches(&r.path, &req.path))
     {
-        Some(spec) => Response {
-            status: spec.status,
-            headers: spec.headers.clone(),
-            body: spec.body.clone().unwrap_or_default(),
+        Some(index) => Response {
+            status: host.responses[index].status,
+            headers: host.responses[index].headers.clone(),
+            body: bodies
+                .and_then(|b| b.get(index).cloned().flatten())
+                .unwrap_or_default(),
         },
         None => Response {
             status: 200,
             headers: text_plain(),
-            body: format!(
+            body: Bytes::from(format!(
                 "misdirect: {} answered {} {}\n",
                 display_name(host),
                 req.method,
                 req.path
-            ),
+            )),
         },
     }
 }
 
-fn default_body(status: u16, req: &RequestFacts, rule: Option<&str>) -> String {
+fn default_body(status: u16, req: &RequestFacts, rule: Option<&str>) -> Bytes {
     let rule = rule.unwrap_or("a rule");
-    if status == 421 {
+    Bytes::from(if status == 421 {
         format!(
             "misdirect: 421 Misdirected Request for {} {} (scenario rule {rule}); retry on a new connection\n",
             req.authority, req.path
         )
     } else {
         format!("misdirect: {status} from scenario rule {rule}\n")
-    }
+    })
 }
 
 #[cfg(test)]

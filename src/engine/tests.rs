@@ -72,7 +72,8 @@ fn a_coalesced_request_for_another_host_gets_421_saying_why() {
     let Instruction::Respond(r) = &d.instruction else {
         unreachable!()
     };
-    assert!(r.body.contains("421 Misdirected Request"), "{}", r.body);
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(body.contains("421 Misdirected Request"), "{body}");
 }
 
 #[test]
@@ -357,7 +358,7 @@ fn page_route() -> Route {
         response: Response {
             status: 200,
             headers: BTreeMap::new(),
-            body: "page".to_owned(),
+            body: "page".into(),
         },
     }
 }

@@ -15,6 +15,10 @@ use crate::engine::ConnectionFacts;
 use crate::journal::{EventKind, Protocol};
 use crate::tls::choose_certificate;
 
+/// How long past the shutdown grace period a connection may take to wind down (write its
+/// last frames, journal its requests) before it is cut off.
+pub(crate) const CUT_OFF_SLACK: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// The HTTP/2 client connection preface (RFC 9113 §3.4), which starts h2c by prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -163,7 +167,13 @@ async fn serve_cleartext(
     let mut buf = [0u8; H2_PREFACE.len()];
     let deadline = tokio::time::Instant::now() + shared.limits.handshake_timeout;
     let protocol = loop {
-        let peeked = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+        let peeked = tokio::select! {
+            peeked = tokio::time::timeout_at(deadline, stream.peek(&mut buf)) => peeked,
+            () = shared.shutdown.cancelled() => {
+                return ("server shut down before the client's first request".to_owned(), 0);
+            }
+        };
+        let peeked = match peeked {
             Ok(Ok(n)) => n,
             Ok(Err(err)) => return (format!("read failed: {err}"), 0),
             Err(_) => {
@@ -199,9 +209,22 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ctx = Arc::new(ConnCtx::new(Arc::clone(shared), facts, protocol, tls));
-    let reason = match protocol {
-        Protocol::H2 | Protocol::H2c => super::h2conn::serve(Arc::clone(&ctx), io).await,
-        Protocol::Http11 => super::http1::serve(Arc::clone(&ctx), io).await,
+    let serve = async {
+        match protocol {
+            Protocol::H2 | Protocol::H2c => super::h2conn::serve(Arc::clone(&ctx), io).await,
+            Protocol::Http11 => super::http1::serve(Arc::clone(&ctx), io).await,
+        }
+    };
+    // The translators end their connections when the shutdown grace period is over; this is
+    // the backstop that holds whatever they are waiting for, so that a stop always ends in
+    // time and every connection is journaled as closed.
+    let cut_off = async {
+        shared.shutdown.cancelled().await;
+        tokio::time::sleep(shared.limits.shutdown_grace + CUT_OFF_SLACK).await;
+    };
+    let reason = tokio::select! {
+        reason = serve => reason,
+        () = cut_off => "shutdown grace period over; cut off".to_owned(),
     };
     ctx.closed.cancel();
     (reason, ctx.requests.load(Ordering::Relaxed))

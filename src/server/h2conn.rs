@@ -24,6 +24,11 @@ use crate::engine::Response;
 use crate::journal::EventKind;
 use crate::scenario::ErrorCode;
 
+/// The most body bytes a stream hands h2 at once, and the most h2 holds unsent per stream: a
+/// connection's unsent bytes are at most `max_concurrent_streams` × this, all slices of the
+/// scenario's shared bodies.
+const SEND_CHUNK: usize = 64 * 1024;
+
 /// Where an HTTP/2 connection is in its life.
 #[derive(Debug)]
 enum Life {
@@ -93,15 +98,25 @@ where
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_send_buffer_size(SEND_CHUNK)
         .max_header_list_size(limits.max_header_list_size);
-    let mut conn =
-        match tokio::time::timeout(limits.handshake_timeout, builder.handshake::<_, Bytes>(io))
-            .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(err)) => return format!("HTTP/2 handshake failed: {err}"),
-            Err(_) => return "HTTP/2 handshake timed out".to_owned(),
-        };
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout(limits.handshake_timeout, builder.handshake::<_, Bytes>(io)) => handshake,
+        // No request can be in flight before the preface: nothing to wait for.
+        () = ctx.shared.shutdown.cancelled() => {
+            return "server shut down before the client's HTTP/2 preface".to_owned();
+        }
+    };
+    let mut conn = match handshake {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(err)) => return format!("HTTP/2 handshake failed: {err}"),
+        Err(_) => {
+            return format!(
+                "no HTTP/2 preface within the handshake timeout ({:?})",
+                limits.handshake_timeout
+            );
+        }
+    };
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
     let tasks = TaskTracker::new();
     let mut life = Life::Serving;
@@ -351,7 +366,7 @@ async fn handle_request(
         .await;
     match plan {
         Plan::Respond { response, .. } => {
-            send_or_record(&ctx, &mut respond, &response, head_request);
+            send_or_record(&ctx, &mut respond, &response, head_request).await;
         }
         Plan::Reset(code) => respond.send_reset(Reason::from(code.value())),
         Plan::Goaway {
@@ -367,7 +382,7 @@ async fn handle_request(
                 let _ = tokio::time::timeout(Duration::from_secs(1), queued).await;
             }
             if let Some(response) = response {
-                send_or_record(&ctx, &mut respond, &response, head_request);
+                send_or_record(&ctx, &mut respond, &response, head_request).await;
             }
         }
         Plan::Goaway {
@@ -406,13 +421,14 @@ impl Drop for Busy {
 
 /// Sends a response; a failure (the client reset the stream, the connection died) is
 /// journaled as its own event, since the request event is already written.
-fn send_or_record(
+async fn send_or_record(
     ctx: &ConnCtx,
     respond: &mut SendResponse<Bytes>,
     response: &Response,
     head_request: bool,
 ) {
-    if let Err(error) = send_response(respond, response, head_request) {
+    let patience = ctx.shared.limits.idle_timeout;
+    if let Err(error) = send_response(respond, response, head_request, patience).await {
         ctx.response_failed(Some(u32::from(respond.stream_id())), error);
     }
 }
@@ -444,10 +460,16 @@ async fn read_body(
     (buf.freeze(), None)
 }
 
-fn send_response(
+/// Sends a response: the head, then the body in pieces of at most [`SEND_CHUNK`] bytes, each
+/// only once flow control has granted the capacity for it. So a client that keeps its window
+/// closed costs no memory beyond what the windows allow: the pieces are slices of the
+/// scenario's shared body, and h2 holds at most [`SEND_CHUNK`] bytes per stream unsent. A
+/// window that stays closed for `patience` ends the stream with RST_STREAM(CANCEL).
+async fn send_response(
     respond: &mut SendResponse<Bytes>,
     response: &Response,
     head_request: bool,
+    patience: Duration,
 ) -> Result<(), String> {
     let head = response_head(response)?;
     // RFC 9110 §6.4.1: no content in answers to HEAD, and none in 204 or 304.
@@ -455,9 +477,41 @@ fn send_response(
     let mut stream = respond
         .send_response(head, end)
         .map_err(|e| format!("sending the response failed: {e}"))?;
-    if !end {
+    if end {
+        return Ok(());
+    }
+    let total = response.body.len();
+    let mut rest = response.body.clone();
+    while !rest.is_empty() {
+        stream.reserve_capacity(rest.len().min(SEND_CHUNK));
+        let granted = match tokio::time::timeout(
+            patience,
+            std::future::poll_fn(|cx| stream.poll_capacity(cx)),
+        )
+        .await
+        {
+            Ok(Some(Ok(granted))) => granted,
+            Ok(Some(Err(err))) => return Err(format!("sending the body failed: {err}")),
+            Ok(None) => {
+                return Err(format!(
+                    "the stream ended with {} of {total} body bytes unsent",
+                    rest.len()
+                ));
+            }
+            Err(_) => {
+                stream.send_reset(Reason::CANCEL);
+                return Err(format!(
+                    "the client's flow-control window stayed closed for {patience:?} with {} of {total} body bytes unsent; stream reset (CANCEL)",
+                    rest.len()
+                ));
+            }
+        };
+        if granted == 0 {
+            continue;
+        }
+        let piece = rest.split_to(granted.min(rest.len()));
         stream
-            .send_data(Bytes::from(response.body.clone()), true)
+            .send_data(piece, rest.is_empty())
             .map_err(|e| format!("sending the body failed: {e}"))?;
     }
     Ok(())

@@ -148,6 +148,6 @@ fn to_hyper(response: &Response, close: bool) -> HandlerResult {
     }
     Ok(http::Response::from_parts(
         parts,
-        Full::new(Bytes::from(response.body.clone())),
+        Full::new(response.body.clone()),
     ))
 }

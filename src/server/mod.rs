@@ -385,20 +385,28 @@ impl Server {
 
     /// Stops accepting, sends GOAWAY on every HTTP/2 connection, lets in-flight requests
     /// finish within the grace period, and flushes the journal.
+    ///
+    /// Every connection, in whatever state (accepted, mid-handshake, before its preface,
+    /// idle, draining, answering), is closed by the end of the grace period (plus
+    /// [`connection::CUT_OFF_SLACK`] to write its last frames), so this returns within
+    /// about grace + ½ s; the journal then has a `connection_closed` for every
+    /// `connection_opened`, and the `shutdown` event is its last line.
     pub async fn shutdown(&self, reason: &str) {
-        self.shared.journal.record(EventKind::Shutdown {
-            reason: reason.to_owned(),
-        });
         self.shared.shutdown.cancel();
         self.tracker.close();
-        // Connections cut themselves off after the grace period; this bound is a backstop.
-        let backstop = self.shared.limits.shutdown_grace + Duration::from_secs(2);
+        // Connections cut themselves off (see above); this bound is only a backstop.
+        let backstop = self.shared.limits.shutdown_grace
+            + connection::CUT_OFF_SLACK
+            + Duration::from_millis(200);
         if tokio::time::timeout(backstop, self.tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!("connections still open after the shutdown grace period");
         }
+        self.shared.journal.record(EventKind::Shutdown {
+            reason: reason.to_owned(),
+        });
         if let Err(err) = self.shared.journal.flush() {
             tracing::error!(error = %err, "flushing the journal failed");
         }

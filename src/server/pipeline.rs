@@ -116,7 +116,7 @@ impl BodyError {
                 "text/plain; charset=utf-8".to_owned(),
             )]
             .into(),
-            body: format!("misdirect: {}\n", self.describe()),
+            body: format!("misdirect: {}\n", self.describe()).into(),
         }
     }
 }

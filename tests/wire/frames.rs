@@ -93,14 +93,24 @@ pub struct H2Client {
 impl H2Client {
     /// Connects, sends the preface and empty SETTINGS.
     pub async fn connect(address: SocketAddr) -> H2Client {
+        H2Client::connect_with(address, frame::Settings::default()).await
+    }
+
+    /// Connects, sends the preface and these SETTINGS.
+    pub async fn connect_with(address: SocketAddr, settings: frame::Settings) -> H2Client {
         let mut io = TcpStream::connect(address).await.expect("connect");
         io.write_all(PREFACE).await.expect("preface");
         let mut client = H2Client {
             codec: Codec::new(io),
             next_stream: 1,
         };
-        client.send(frame::Settings::default().into()).await;
+        client.send(settings.into()).await;
         client
+    }
+
+    /// The next frame that is not housekeeping, if one comes within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Seen> {
+        tokio::time::timeout(wait, self.next()).await.ok()
     }
 
     /// Sends one frame.

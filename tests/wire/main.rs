@@ -8,6 +8,7 @@ mod frames;
 use std::time::Duration;
 
 use frames::{H2Client, Seen, body_of, http1};
+use h2::frame::StreamId;
 use misdirect::harness::Harness;
 use misdirect::journal::{Action, EventKind, Protocol, RequestEvent, Scheme};
 use misdirect::scenario::{self, ErrorCode};
@@ -16,6 +17,7 @@ use misdirect::server::{Limits, ServeOptions, Server};
 /// RFC 9113 §7 error codes as they travel.
 const NO_ERROR: u32 = 0x0;
 const REFUSED_STREAM: u32 = 0x7;
+const CANCEL: u32 = 0x8;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 const MAX_STREAM_ID: u32 = (1 << 31) - 1;
 
@@ -498,6 +500,120 @@ async fn h2_an_idle_connection_gets_goaway_naming_its_last_stream() {
     let events = journal_until(&server, |e| !closed(e).is_empty()).await;
     assert_eq!(goaways(&events), [(1, ErrorCode::NoError, false, None)]);
     assert_eq!(closed(&events), ["idle timeout (1s without a request)"]);
+}
+
+/// A body bigger than any window a client starts with goes out only as flow control grants
+/// capacity, and a window that stays closed ends the stream (RST_STREAM CANCEL) instead of
+/// holding the body in memory forever.
+#[tokio::test]
+async fn h2_a_body_goes_out_only_as_the_clients_window_allows() {
+    let big = "x".repeat(200_000);
+    let json = format!(
+        r#"{{"listeners": [{{"name": "plain", "tls": false}}],
+            "hosts": [{{"names": ["a.test"], "responses": [{{"path": "/big", "body": "{big}"}}]}}]}}"#
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (scenario, _) = scenario::from_bytes(json.as_bytes()).expect("scenario");
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let server = Server::start(scenario, options(&dir, limits))
+        .await
+        .expect("server starts");
+    let mut settings = h2::frame::Settings::default();
+    settings.set_initial_window_size(Some(0));
+    let mut client = H2Client::connect_with(address(&server), settings).await;
+    let stream = client.get("a.test", "/big").await;
+    let head = client.next().await;
+    assert_eq!(head.status(), Some(200));
+    assert_eq!(head.field("content-length"), Some("200000"));
+    // Window closed: nothing more.
+    assert_eq!(client.next_within(Duration::from_millis(300)).await, None);
+    // Open it by 1,000 bytes: exactly 1,000 bytes come, then nothing.
+    client
+        .send(h2::frame::WindowUpdate::new(StreamId::from(stream), 1000).into())
+        .await;
+    let mut received = 0;
+    while let Some(Seen::Data {
+        data, end_stream, ..
+    }) = client.next_within(Duration::from_millis(300)).await
+    {
+        assert!(!end_stream, "the body cannot have ended");
+        received += data.len();
+    }
+    assert_eq!(received, 1000);
+    // The window stays closed past the patience (the idle timeout): the stream is cancelled.
+    assert_eq!(
+        client.next().await,
+        Seen::Reset {
+            stream,
+            code: CANCEL
+        }
+    );
+    let events = journal_until(&server, |e| {
+        e.iter()
+            .any(|e| matches!(e, EventKind::ResponseFailed { .. }))
+    })
+    .await;
+    let failed: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::ResponseFailed { error, .. } => Some(error.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("flow-control window stayed closed")
+            && failed[0].contains("199000 of 200000"),
+        "{failed:?}"
+    );
+}
+
+/// A window opened in full gets the whole body, end to end, in order.
+#[tokio::test]
+async fn h2_a_body_larger_than_the_window_arrives_whole_as_the_window_opens() {
+    let big: String = (0..150_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let json = format!(
+        r#"{{"listeners": [{{"name": "plain", "tls": false}}],
+            "hosts": [{{"names": ["a.test"], "responses": [{{"path": "/big", "body": "{big}"}}]}}]}}"#
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (scenario, _) = scenario::from_bytes(json.as_bytes()).expect("scenario");
+    let server = Server::start(scenario, options(&dir, Limits::default()))
+        .await
+        .expect("server starts");
+    let mut client = H2Client::connect(address(&server)).await;
+    let stream = client.get("a.test", "/big").await;
+    assert_eq!(client.next().await.status(), Some(200));
+    let mut body = Vec::new();
+    loop {
+        match client.next().await {
+            Seen::Data {
+                data, end_stream, ..
+            } => {
+                body.extend_from_slice(&data);
+                // Give back what was read, stream and connection, as a reading client does.
+                let n = u32::try_from(data.len()).expect("frame size");
+                if n > 0 {
+                    client
+                        .send(h2::frame::WindowUpdate::new(StreamId::from(stream), n).into())
+                        .await;
+                    client
+                        .send(h2::frame::WindowUpdate::new(StreamId::zero(), n).into())
+                        .await;
+                }
+                if end_stream {
+                    break;
+                }
+            }
+            other => panic!("expected DATA, got {other:?}"),
+        }
+    }
+    assert_eq!(body, big.as_bytes());
 }
 
 #[tokio::test]
