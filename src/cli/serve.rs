@@ -45,9 +45,18 @@ pub struct ServerArgs {
     /// Largest request body accepted (bytes); larger ones get 413.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: u64,
-    /// Seconds in-flight requests get to finish on shutdown (0 to 3600).
+    /// Seconds in-flight requests get to finish on shutdown (0 to 3600); every connection is
+    /// closed by then, and the process exits within about half a second more.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub shutdown_grace_secs: u64,
+    /// Most connections open at once over all listeners (1 to 1000000); one more is closed at
+    /// once and journaled as refused. Lowered to fit the open-files limit if that is smaller.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE advertised to HTTP/2 clients, and the most header bytes
+    /// read of an HTTP/1.1 request (1024 to 16777216).
+    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub max_header_list_size: u32,
     /// Address of the control API (HTTP/1.1 + JSON); port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0", env = "MISDIRECT_CONTROL")]
     pub control: SocketAddr,
@@ -95,7 +104,8 @@ impl ServerArgs {
                 max_concurrent_streams: self.max_concurrent_streams,
                 max_body_bytes: self.max_body_bytes,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
-                ..Limits::default()
+                max_header_list_size: self.max_header_list_size,
+                max_connections: fit_open_files(self.max_connections as usize),
             },
             bind_all: self.bind_all,
             base_port: self.base_port,
@@ -430,4 +440,60 @@ impl Signals {
             "Ctrl-C"
         }
     }
+}
+
+/// Connections the process can hold besides these (the listeners, the journal, the control
+/// API, a child command's pipes).
+const SPARE_FILES: usize = 64;
+
+/// Raises the open-files soft limit to the hard limit (as servers do: nginx's
+/// `worker_rlimit_nofile`), so that a flood meets the connection cap, which journals each
+/// refusal, and not the file limit, where accept() fails silently; lowers `max_connections`
+/// to what the limit allows, saying so.
+fn fit_open_files(max_connections: usize) -> usize {
+    let Some(files) = raise_open_files_limit() else {
+        return max_connections;
+    };
+    let fits = files.saturating_sub(SPARE_FILES).max(1);
+    if fits < max_connections {
+        tracing::info!(
+            max_connections = fits,
+            open_files_limit = files,
+            "--max-connections lowered to fit the open-files limit (raise it with ulimit -n)"
+        );
+        return fits;
+    }
+    max_connections
+}
+
+/// The open-files soft limit after raising it as far as the hard limit allows.
+#[cfg(unix)]
+fn raise_open_files_limit() -> Option<usize> {
+    // The kernel refuses more than its nr_open (1 Mi by default), so never ask beyond it.
+    const CEILING: libc::rlim_t = 1 << 20;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    let wanted = limit.rlim_max.min(CEILING);
+    if limit.rlim_cur < wanted {
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct passed, which lives for the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = wanted;
+        }
+    }
+    usize::try_from(limit.rlim_cur).ok()
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() -> Option<usize> {
+    None
 }

@@ -22,8 +22,63 @@ pub(crate) const CUT_OFF_SLACK: std::time::Duration = std::time::Duration::from_
 /// The HTTP/2 client connection preface (RFC 9113 §3.4), which starts h2c by prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// A place among the [`Limits::max_connections`](super::Limits) open connections, given back
+/// when dropped.
+pub(crate) struct Slot(Arc<Shared>);
+
+impl Slot {
+    /// Takes a place, unless every one is taken.
+    pub(crate) fn take(shared: &Arc<Shared>) -> Option<Slot> {
+        let max = shared.limits.max_connections;
+        shared
+            .open_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(shared)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Closes a connection over the cap at once (no TLS, no answer: the client sees the
+/// connection end), journaled as opened and closed so that the refusal is on the record.
+pub(crate) fn refuse(
+    shared: &Shared,
+    id: u64,
+    listener: &str,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let local = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    shared.journal.record(EventKind::ConnectionOpened {
+        connection: id,
+        listener: listener.to_owned(),
+        local,
+        peer: peer.to_string(),
+    });
+    drop(stream);
+    shared.journal.record(EventKind::ConnectionClosed {
+        connection: id,
+        reason: format!(
+            "refused: {} connections already open (the cap, --max-connections)",
+            shared.limits.max_connections
+        ),
+        requests: 0,
+    });
+}
+
 /// Serves one accepted TCP connection to its end.
 pub(crate) async fn serve(
+    slot: Slot,
     shared: Arc<Shared>,
     active: Arc<Active>,
     id: u64,
@@ -62,6 +117,7 @@ pub(crate) async fn serve(
         reason,
         requests,
     });
+    drop(slot);
 }
 
 async fn serve_tls(

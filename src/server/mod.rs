@@ -20,7 +20,7 @@ pub(crate) mod pipeline;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -53,6 +53,9 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// On shutdown, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
+    /// Most connections open at once, over all listeners. One more is accepted and closed at
+    /// once, journaled as opened and closed with the reason.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -64,6 +67,7 @@ impl Default for Limits {
             max_header_list_size: 64 * 1024,
             max_body_bytes: 1024 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            max_connections: 10_000,
         }
     }
 }
@@ -147,6 +151,8 @@ pub(crate) struct Shared {
     pub journal: Arc<Journal>,
     pub limits: Limits,
     pub next_connection: AtomicU64,
+    /// Connections open now (see [`Limits::max_connections`]).
+    pub open_connections: AtomicUsize,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
 }
@@ -265,6 +271,7 @@ impl Bound {
             journal: Arc::new(self.journal),
             limits: self.options.limits.clone(),
             next_connection: AtomicU64::new(1),
+            open_connections: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
         });
         let tracker = TaskTracker::new();
@@ -581,7 +588,12 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+                let Some(slot) = connection::Slot::take(&shared) else {
+                    connection::refuse(&shared, id, &listener_name, stream, peer);
+                    continue;
+                };
                 tracker.spawn(connection::serve(
+                    slot,
                     Arc::clone(&shared),
                     shared.active(),
                     id,

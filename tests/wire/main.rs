@@ -616,6 +616,46 @@ async fn h2_a_body_larger_than_the_window_arrives_whole_as_the_window_opens() {
     assert_eq!(body, big.as_bytes());
 }
 
+/// Beyond the connection cap a connection is closed at once and the refusal journaled; a
+/// place freed by a closed connection is taken again.
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_at_once_and_journaled() {
+    let (server, _dir) = start_with(Limits {
+        max_connections: 2,
+        ..Limits::default()
+    })
+    .await;
+    let mut first = H2Client::connect(address(&server)).await;
+    first.get("a.test", "/ok").await;
+    assert_eq!(first.next().await.status(), Some(200));
+    let mut second = H2Client::connect(address(&server)).await;
+    second.get("a.test", "/ok").await;
+    assert_eq!(second.next().await.status(), Some(200));
+    let mut third = tokio::net::TcpStream::connect(address(&server))
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        frames::PATIENCE,
+        tokio::io::AsyncReadExt::read(&mut third, &mut buf),
+    )
+    .await
+    .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(first);
+    let events = journal_until(&server, |e| closed(e).len() == 2).await;
+    assert_eq!(
+        closed(&events),
+        [
+            "refused: 2 connections already open (the cap, --max-connections)",
+            "client closed"
+        ]
+    );
+    let mut fourth = H2Client::connect(address(&server)).await;
+    fourth.get("a.test", "/ok").await;
+    assert_eq!(fourth.next().await.status(), Some(200));
+}
+
 #[tokio::test]
 async fn h2_the_client_page_is_a_route_of_the_harness_not_of_the_server() {
     let dir = tempfile::tempdir().expect("temp dir");
