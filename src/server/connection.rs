@@ -248,7 +248,14 @@ async fn serve_cleartext(
         if peeked == H2_PREFACE.len() {
             break Protocol::H2c;
         }
-        // A partial preface: wait a moment for the rest rather than spinning on peek.
+        // A partial preface: wait a moment for the rest rather than spinning on peek (which
+        // returns the same bytes at once, so its timeout alone would never fire).
+        if tokio::time::Instant::now() >= deadline {
+            return (
+                "no complete HTTP/2 preface before the handshake timeout".to_owned(),
+                0,
+            );
+        }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     };
     run_protocol(shared, facts, protocol, false, stream).await

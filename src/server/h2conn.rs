@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::inject::{goaway_frame, track};
 use super::pipeline::{
-    Arrival, BodyError, ConnCtx, MAX_STREAM_ID, Plan, response_head, status_has_body,
+    Arrival, ConnCtx, MAX_STREAM_ID, Plan, RequestError, response_head, status_has_body,
 };
 use crate::engine::Response;
 use crate::journal::EventKind;
@@ -228,7 +228,13 @@ where
                     drain(&mut conn, &journal, id, None);
                 }
             }
-            () = &mut grace, if grace_until.is_some() => break "shutdown grace period over".to_owned(),
+            () = &mut grace, if grace_until.is_some() => break match life {
+                Life::Draining(Drain::Idle) => format!(
+                    "idle timeout ({:?} without a request); cut off {:?} after its GOAWAY (the client did not close)",
+                    limits.idle_timeout, limits.shutdown_grace
+                ),
+                _ => "shutdown grace period over".to_owned(),
+            },
         }
     };
     if let Life::GoingAway {
@@ -354,12 +360,12 @@ async fn handle_request(
     let head_request = request.method() == http::Method::HEAD;
     let (parts, body) = request.into_parts();
     let limit = ctx.shared.limits.max_body_bytes;
-    let (body, body_error) = read_body(body, limit, ctx.shared.limits.idle_timeout).await;
+    let (body, error) = read_body(body, limit, ctx.shared.limits.idle_timeout).await;
     let plan = ctx
         .handle(Arrival {
             parts,
             body,
-            body_error,
+            error,
             stream: Some(stream_id),
             received_ms,
         })
@@ -439,22 +445,22 @@ async fn read_body(
     mut body: RecvStream,
     limit: u64,
     patience: std::time::Duration,
-) -> (Bytes, Option<BodyError>) {
+) -> (Bytes, Option<RequestError>) {
     let mut buf = BytesMut::new();
     loop {
         let Ok(chunk) = tokio::time::timeout(patience, body.data()).await else {
-            return (buf.freeze(), Some(BodyError::Stalled(patience)));
+            return (buf.freeze(), Some(RequestError::Stalled(patience)));
         };
         let Some(chunk) = chunk else { break };
         match chunk {
             Ok(data) => {
                 let _ = body.flow_control().release_capacity(data.len());
                 if (buf.len() + data.len()) as u64 > limit {
-                    return (buf.freeze(), Some(BodyError::TooLarge(limit)));
+                    return (buf.freeze(), Some(RequestError::TooLarge(limit)));
                 }
                 buf.extend_from_slice(&data);
             }
-            Err(err) => return (buf.freeze(), Some(BodyError::Failed(err.to_string()))),
+            Err(err) => return (buf.freeze(), Some(RequestError::Failed(err.to_string()))),
         }
     }
     (buf.freeze(), None)
@@ -501,7 +507,7 @@ async fn send_response(
             Err(_) => {
                 stream.send_reset(Reason::CANCEL);
                 return Err(format!(
-                    "the client's flow-control window stayed closed for {patience:?} with {} of {total} body bytes unsent; stream reset (CANCEL)",
+                    "no room to send for {patience:?} (the client's flow-control window stayed closed, or it stopped reading) with {} of {total} body bytes unsent; stream reset (CANCEL)",
                     rest.len()
                 ));
             }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use super::pipeline::{Arrival, BodyError, ConnCtx, Plan, response_head};
+use super::pipeline::{Arrival, ConnCtx, Plan, RequestError, response_head};
 use crate::engine::Response;
 
 /// Why a handler ended the connection without answering.
@@ -100,19 +100,19 @@ async fn handle_request(
     let patience = ctx.shared.limits.idle_timeout;
     let collected =
         tokio::time::timeout(patience, Limited::new(body, limit as usize).collect()).await;
-    let (body, body_error) = match collected {
+    let (body, error) = match collected {
         Ok(Ok(collected)) => (collected.to_bytes(), None),
         Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
-            (Bytes::new(), Some(BodyError::TooLarge(limit)))
+            (Bytes::new(), Some(RequestError::TooLarge(limit)))
         }
-        Ok(Err(err)) => (Bytes::new(), Some(BodyError::Failed(err.to_string()))),
-        Err(_) => (Bytes::new(), Some(BodyError::Stalled(patience))),
+        Ok(Err(err)) => (Bytes::new(), Some(RequestError::Failed(err.to_string()))),
+        Err(_) => (Bytes::new(), Some(RequestError::Stalled(patience))),
     };
     let plan = ctx
         .handle(Arrival {
             parts,
             body,
-            body_error,
+            error,
             stream: None,
             received_ms,
         })

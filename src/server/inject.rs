@@ -217,4 +217,245 @@ mod tests {
         assert!(f.len() <= 9 + 8 + MAX_DEBUG_LEN);
         assert!(std::str::from_utf8(&f[17..]).is_ok());
     }
+
+    // Bounded fuzzing of the frame writer (proptest). Default case counts keep these to a
+    // couple of seconds; `PROPTEST_CASES=100000 cargo test --release --lib server::inject`
+    // searches longer. Failures found are kept in `src/server/inject.proptest-regressions`.
+
+    use std::task::Waker;
+
+    use proptest::prelude::*;
+
+    /// `default_cases`, unless the standard `PROPTEST_CASES` environment variable says
+    /// otherwise.
+    fn config(default_cases: u32) -> ProptestConfig {
+        let mut config = ProptestConfig::default();
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            config.cases = default_cases;
+        }
+        config
+    }
+
+    /// A frame as the test generates it: type, flags, stream id (31 bits), payload length
+    /// and the byte the payload is filled with.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct TestFrame {
+        kind: u8,
+        flags: u8,
+        stream: u32,
+        payload: Vec<u8>,
+    }
+
+    impl TestFrame {
+        fn encode(&self, out: &mut Vec<u8>) {
+            let len = self.payload.len();
+            out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8]);
+            out.push(self.kind);
+            out.push(self.flags);
+            out.extend_from_slice(&(self.stream & 0x7fff_ffff).to_be_bytes());
+            out.extend_from_slice(&self.payload);
+        }
+    }
+
+    fn test_frame() -> impl Strategy<Value = TestFrame> {
+        (
+            0u8..=9,
+            any::<u8>(),
+            0u32..=0x7fff_ffff,
+            // Mostly small, sometimes up to the default SETTINGS_MAX_FRAME_SIZE (RFC 9113 §4.2).
+            prop_oneof![4 => 0usize..64, 1 => 0usize..=16_384],
+            any::<u8>(),
+        )
+            .prop_map(|(kind, flags, stream, len, fill)| TestFrame {
+                kind,
+                flags,
+                stream,
+                payload: vec![fill; len],
+            })
+    }
+
+    /// Reads whole frames, as a peer does; an error if the bytes end inside one.
+    fn parse_frames(mut bytes: &[u8]) -> Result<Vec<TestFrame>, String> {
+        let mut frames = Vec::new();
+        while !bytes.is_empty() {
+            if bytes.len() < FRAME_HEADER_LEN {
+                return Err(format!("{} bytes of a frame header", bytes.len()));
+            }
+            let len =
+                usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+            let rest = &bytes[FRAME_HEADER_LEN..];
+            if rest.len() < len {
+                return Err(format!("{} of {len} payload bytes", rest.len()));
+            }
+            frames.push(TestFrame {
+                kind: bytes[3],
+                flags: bytes[4],
+                stream: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]),
+                payload: rest[..len].to_vec(),
+            });
+            bytes = &rest[len..];
+        }
+        Ok(frames)
+    }
+
+    /// A connection that takes at most so many bytes per write, in turn (0: not ready now).
+    struct ShortWrites {
+        written: Vec<u8>,
+        allowances: Vec<usize>,
+        next: usize,
+    }
+
+    impl AsyncWrite for ShortWrites {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let allowance = self.allowances[self.next % self.allowances.len()];
+            self.next += 1;
+            if allowance == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = allowance.min(buf.len());
+            self.written.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The debug data `goaway_frame` keeps of `debug`: the longest prefix of at most 256
+    /// bytes that ends on a character boundary.
+    fn kept_debug(debug: &str) -> &[u8] {
+        let mut end = debug.len().min(MAX_DEBUG_LEN);
+        while !debug.is_char_boundary(end) {
+            end -= 1;
+        }
+        &debug.as_bytes()[..end]
+    }
+
+    proptest! {
+        #![proptest_config(config(1000))]
+
+        /// h2 writes frames in pieces of any size, the connection takes what it can; the I/O
+        /// comes back exactly when everything written so far is whole frames, and a GOAWAY
+        /// written then leaves a stream a peer reads as whole frames.
+        #[test]
+        fn the_io_comes_back_exactly_at_frame_boundaries(
+            frames in prop::collection::vec(test_frame(), 1..12),
+            offers in prop::collection::vec(prop_oneof![1usize..12, 1usize..40_000], 1..16),
+            allowances in prop::collection::vec(prop_oneof![4 => 1usize..20, 2 => 1usize..40_000, 1 => Just(0usize)], 1..16)
+                .prop_filter("some progress", |a| a.iter().any(|&n| n > 0)),
+            takes in prop::collection::vec(any::<bool>(), 1..32),
+            (last_stream_id, code, debug) in (any::<u32>(), any::<u32>(), ".{0,40}"),
+        ) {
+            let mut stream = Vec::new();
+            let mut boundaries = std::collections::BTreeSet::from([0usize]);
+            for frame in &frames {
+                frame.encode(&mut stream);
+                boundaries.insert(stream.len());
+            }
+            let (mut tracker, takeback) = track(ShortWrites { written: Vec::new(), allowances, next: 0 });
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut at = 0;
+            let mut step = 0;
+            let taken = loop {
+                let wants_take = takes[step % takes.len()] || at == stream.len();
+                if wants_take {
+                    match takeback.take_at_boundary() {
+                        Some(io) => {
+                            prop_assert!(boundaries.contains(&at), "taken inside a frame at byte {at}");
+                            break io;
+                        }
+                        None => prop_assert!(!boundaries.contains(&at), "refused at the boundary at byte {at}"),
+                    }
+                }
+                let offer = offers[step % offers.len()].min(stream.len() - at);
+                match Pin::new(&mut tracker).poll_write(&mut cx, &stream[at..at + offer]) {
+                    Poll::Ready(Ok(n)) => at += n,
+                    Poll::Ready(Err(e)) => return Err(TestCaseError::fail(format!("write failed: {e}"))),
+                    Poll::Pending => {}
+                }
+                step += 1;
+            };
+            prop_assert_eq!(&taken.written[..], &stream[..at]);
+            // h2 can no longer write once the I/O is taken.
+            prop_assert!(matches!(
+                Pin::new(&mut tracker).poll_write(&mut cx, b"x"),
+                Poll::Ready(Err(ref e)) if e.kind() == io::ErrorKind::NotConnected
+            ));
+            prop_assert!(takeback.take_at_boundary().is_none(), "taken twice");
+            let mut wire = taken.written;
+            wire.extend_from_slice(&goaway_frame(last_stream_id, code, &debug));
+            let read = parse_frames(&wire).map_err(TestCaseError::fail)?;
+            let whole = frames.iter().take_while({
+                let mut end = 0;
+                move |f| {
+                    end += FRAME_HEADER_LEN + f.payload.len();
+                    end <= at
+                }
+            });
+            let mut expected: Vec<TestFrame> = whole.cloned().collect();
+            expected.push(TestFrame {
+                kind: 0x7,
+                flags: 0,
+                stream: 0,
+                payload: [
+                    &(last_stream_id & 0x7fff_ffff).to_be_bytes()[..],
+                    &code.to_be_bytes()[..],
+                    kept_debug(&debug),
+                ]
+                .concat(),
+            });
+            prop_assert_eq!(read, expected);
+        }
+
+        /// RFC 9113 §6.8: length 8 + debug, type 0x7, no flags, stream 0, a reserved bit and
+        /// 31-bit last-stream-id, a 32-bit error code, then the debug data; as h2 encodes and
+        /// decodes it too.
+        #[test]
+        fn goaway_frames_follow_rfc_9113_section_6_8(
+            last_stream_id in any::<u32>(),
+            code in any::<u32>(),
+            debug in prop_oneof![".{0,300}", "[é€😀a]{0,200}"],
+        ) {
+            let f = goaway_frame(last_stream_id, code, &debug);
+            let kept = kept_debug(&debug);
+            prop_assert!(kept.len() <= MAX_DEBUG_LEN);
+            prop_assert!(std::str::from_utf8(kept).is_ok());
+            if debug.len() <= MAX_DEBUG_LEN {
+                prop_assert_eq!(kept, debug.as_bytes(), "short debug data is kept whole");
+            } else {
+                prop_assert!(kept.len() + 4 > MAX_DEBUG_LEN, "cut more than one character");
+            }
+            let len = 8 + kept.len();
+            prop_assert_eq!(f.len(), FRAME_HEADER_LEN + len);
+            prop_assert_eq!(&f[..3], &[(len >> 16) as u8, (len >> 8) as u8, len as u8][..]);
+            prop_assert_eq!(f[3], 0x7, "type GOAWAY");
+            prop_assert_eq!(f[4], 0, "no flags");
+            prop_assert_eq!(&f[5..9], &[0, 0, 0, 0][..], "stream 0");
+            let id = u32::from_be_bytes([f[9], f[10], f[11], f[12]]);
+            prop_assert_eq!(id, last_stream_id & 0x7fff_ffff, "reserved bit clear");
+            prop_assert_eq!(u32::from_be_bytes([f[13], f[14], f[15], f[16]]), code);
+            prop_assert_eq!(&f[17..], kept);
+
+            let head = h2::frame::Head::parse(&f[..FRAME_HEADER_LEN]);
+            prop_assert_eq!(head.kind(), h2::frame::Kind::GoAway);
+            let decoded = h2::frame::GoAway::load(head, &f[FRAME_HEADER_LEN..])
+                .map_err(|e| TestCaseError::fail(format!("h2 rejects it: {e:?}")))?;
+            prop_assert_eq!(u32::from(decoded.last_stream_id()), id);
+            prop_assert_eq!(u32::from(decoded.reason()), code);
+            prop_assert_eq!(&decoded.debug_data()[..], kept);
+            let mut encoded = BytesMut::new();
+            decoded.encode(&mut encoded);
+            prop_assert_eq!(&encoded[..], &f[..], "h2 encodes the same frame");
+        }
+    }
 }

@@ -67,19 +67,22 @@ pub(crate) enum Plan {
 pub(crate) struct Arrival {
     /// Method, target and headers.
     pub parts: http::request::Parts,
-    /// The body as read (possibly partial when `body_error` is set).
+    /// The body as read (possibly partial when `error` says the body could not be read).
     pub body: Bytes,
     /// Why the body could not be read whole, if it could not.
-    pub body_error: Option<BodyError>,
+    pub error: Option<RequestError>,
     /// The HTTP/2 stream id (none on HTTP/1.1).
     pub stream: Option<u32>,
     /// When the request head arrived, on the journal's clock (stamped in arrival order).
     pub received_ms: f64,
 }
 
-/// Why a request body could not be read whole.
+/// Why a request cannot be handled as the scenario says: answered with an error status,
+/// journaled with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BodyError {
+pub(crate) enum RequestError {
+    /// An HTTP/1.1 request with no `Host`, or more than one (RFC 9112 §3.2): 400.
+    BadHost(&'static str),
     /// More than the cap: 413.
     TooLarge(u64),
     /// No data for the idle timeout: 408.
@@ -88,22 +91,23 @@ pub(crate) enum BodyError {
     Failed(String),
 }
 
-impl BodyError {
+impl RequestError {
     /// The status that answers it.
     pub fn status(&self) -> u16 {
         match self {
-            BodyError::TooLarge(_) => 413,
-            BodyError::Stalled(_) => 408,
-            BodyError::Failed(_) => 400,
+            RequestError::TooLarge(_) => 413,
+            RequestError::Stalled(_) => 408,
+            RequestError::Failed(_) | RequestError::BadHost(_) => 400,
         }
     }
 
     /// What the journal and the answer's body say.
     pub fn describe(&self) -> String {
         match self {
-            BodyError::TooLarge(limit) => format!("request body over {limit} bytes"),
-            BodyError::Stalled(patience) => format!("no request body data for {patience:?}"),
-            BodyError::Failed(why) => format!("reading the request body failed: {why}"),
+            RequestError::TooLarge(limit) => format!("request body over {limit} bytes"),
+            RequestError::Stalled(patience) => format!("no request body data for {patience:?}"),
+            RequestError::Failed(why) => format!("reading the request body failed: {why}"),
+            RequestError::BadHost(why) => format!("{why} (RFC 9112 §3.2)"),
         }
     }
 
@@ -197,7 +201,8 @@ impl ConnCtx {
     pub async fn handle(&self, arrival: Arrival) -> Plan {
         let incoming = Incoming::new(&arrival);
         let mut decision = self.decide(&incoming);
-        if let Some(error) = &arrival.body_error {
+        let error = arrival.error.clone().or_else(|| bad_host(&arrival.parts));
+        if let Some(error) = &error {
             let response = error.response();
             let done = Done {
                 action: Action::Respond,
@@ -357,6 +362,21 @@ impl From<&Decision> for Done {
             reset_code: None,
             error: None,
         }
+    }
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host` (HTTP/2 has `:authority`,
+/// and HTTP/1.0 may omit it).
+fn bad_host(parts: &http::request::Parts) -> Option<RequestError> {
+    if parts.version != http::Version::HTTP_11 {
+        return None;
+    }
+    match parts.headers.get_all(http::header::HOST).iter().count() {
+        0 => Some(RequestError::BadHost("an HTTP/1.1 request without Host")),
+        1 => None,
+        _ => Some(RequestError::BadHost(
+            "an HTTP/1.1 request with more than one Host",
+        )),
     }
 }
 
