@@ -36,6 +36,15 @@ pub struct ControlOptions {
     pub address: std::net::SocketAddr,
     /// When set, every request but `/health` must carry `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// How `PUT /scenario` loads a scenario: `base_dir` is where its `body_file`s are read
+    /// from (the served scenario's folder).
+    pub load: scenario::LoadOptions,
+}
+
+/// What every control request is served with.
+struct Settings {
+    token: Option<String>,
+    load: scenario::LoadOptions,
 }
 
 /// Why the control API could not listen.
@@ -55,7 +64,7 @@ pub struct ControlError {
 pub struct Control {
     listener: TcpListener,
     url: String,
-    token: Option<String>,
+    settings: Settings,
 }
 
 impl Control {
@@ -70,7 +79,10 @@ impl Control {
         Ok(Control {
             listener,
             url: format!("http://{address}"),
-            token: options.token.clone(),
+            settings: Settings {
+                token: options.token.clone(),
+                load: options.load.clone(),
+            },
         })
     }
 
@@ -81,7 +93,7 @@ impl Control {
 
     /// Serves the control API for `handle` until the harness shuts down.
     pub async fn serve(self, handle: Handle) {
-        serve(self.listener, handle, self.token).await;
+        serve(self.listener, handle, self.settings).await;
     }
 }
 
@@ -91,8 +103,8 @@ const MAX_SCENARIO_BYTES: usize = 4 * 1024 * 1024;
 type Reply = http::Response<Full<Bytes>>;
 
 /// Serves the control API until the server shuts down.
-async fn serve(listener: TcpListener, handle: Handle, token: Option<String>) {
-    let token: Arc<Option<String>> = Arc::new(token);
+async fn serve(listener: TcpListener, handle: Handle, settings: Settings) {
+    let settings = Arc::new(settings);
     let shutdown = handle.shutdown_token();
     loop {
         let accepted = tokio::select! {
@@ -108,12 +120,14 @@ async fn serve(listener: TcpListener, handle: Handle, token: Option<String>) {
             }
         };
         let handle = handle.clone();
-        let token = Arc::clone(&token);
+        let settings = Arc::clone(&settings);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let handle = handle.clone();
-                let token = Arc::clone(&token);
-                async move { Ok::<_, std::convert::Infallible>(route(&handle, &token, request).await) }
+                let settings = Arc::clone(&settings);
+                async move {
+                    Ok::<_, std::convert::Infallible>(route(&handle, &settings, request).await)
+                }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -162,13 +176,13 @@ fn authorized(token: &Option<String>, request: &http::Request<Incoming>) -> bool
         .is_some_and(|given| given == token)
 }
 
-async fn route(handle: &Handle, token: &Option<String>, request: http::Request<Incoming>) -> Reply {
+async fn route(handle: &Handle, settings: &Settings, request: http::Request<Incoming>) -> Reply {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     if (method.clone(), path.as_str()) == (Method::GET, "/health") {
         return json(StatusCode::OK, &serde_json::json!({ "ok": true }));
     }
-    if !authorized(token, &request) {
+    if !authorized(&settings.token, &request) {
         return error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token: send `Authorization: Bearer <token>` (the --control-token value)",
@@ -194,7 +208,9 @@ async fn route(handle: &Handle, token: &Option<String>, request: http::Request<I
                 &serde_json::json!({ "reset": true, "seq": seq }),
             )
         }
-        (Method::PUT, "/scenario") | (Method::POST, "/scenario") => load(handle, request).await,
+        (Method::PUT, "/scenario") | (Method::POST, "/scenario") => {
+            load(handle, &settings.load, request).await
+        }
         (Method::GET, "/verdict") => {
             let allow = query(&request, "allow_not_exercised") == Some("true");
             json(StatusCode::OK, &handle.verdict(allow))
@@ -231,27 +247,39 @@ fn journal(handle: &Handle, request: &http::Request<Incoming>) -> Reply {
             );
         }
     };
-    let events = handle.journal().since(since);
     let ndjson = query(request, "format") == Some("ndjson")
         || request
             .headers()
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("ndjson"));
-    if ndjson {
-        let mut body = Vec::new();
-        for event in &events {
-            if serde_json::to_writer(&mut body, event).is_ok() {
-                body.push(b'\n');
-            }
-        }
-        with_type(StatusCode::OK, "application/x-ndjson", body)
+    let journal = handle.journal();
+    let (mut reply, dropped) = if ndjson {
+        let (body, dropped) = journal.ndjson_since(since);
+        (
+            with_type(StatusCode::OK, "application/x-ndjson", body),
+            dropped,
+        )
     } else {
-        json(StatusCode::OK, &events)
-    }
+        let window = journal.window(since);
+        (json(StatusCode::OK, &window.events), window.dropped)
+    };
+    // The in-memory journal is bounded (the file keeps everything): say how many of the
+    // events asked for are no longer in memory.
+    reply
+        .headers_mut()
+        .insert(JOURNAL_DROPPED, http::HeaderValue::from(dropped));
+    reply
 }
 
-async fn load(handle: &Handle, request: http::Request<Incoming>) -> Reply {
+/// Response header of `GET /journal`: events after `since` dropped from memory.
+const JOURNAL_DROPPED: &str = "misdirect-journal-dropped";
+
+async fn load(
+    handle: &Handle,
+    options: &scenario::LoadOptions,
+    request: http::Request<Incoming>,
+) -> Reply {
     let body = match Limited::new(request.into_body(), MAX_SCENARIO_BYTES)
         .collect()
         .await
@@ -264,7 +292,7 @@ async fn load(handle: &Handle, request: http::Request<Incoming>) -> Reply {
             );
         }
     };
-    let scenario = match scenario::from_bytes(&body) {
+    let scenario = match scenario::from_bytes_with(&body, options) {
         Ok((scenario, _)) => scenario,
         Err(err) => {
             return json(

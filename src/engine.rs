@@ -183,7 +183,7 @@ impl Bodies {
                 .map(|host| {
                     host.responses
                         .iter()
-                        .map(|r| r.body.clone().map(Bytes::from))
+                        .map(ResponseSpec::body_bytes)
                         .collect()
                 })
                 .collect(),
@@ -191,7 +191,7 @@ impl Bodies {
                 .rules
                 .iter()
                 .map(|rule| match &rule.action {
-                    Action::Respond(respond) => respond.body.clone().map(Bytes::from),
+                    Action::Respond(respond) => respond.body_bytes(),
                     _ => None,
                 })
                 .collect(),

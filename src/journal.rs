@@ -2,12 +2,17 @@
 //! and (optionally) written as NDJSON, one line per event, as it happens.
 //!
 //! Tests and expectations assert on these events, never on log text.
+//!
+//! Memory is bounded: events are kept in memory as their NDJSON lines, at most
+//! [`MEMORY_LIMIT_BYTES`] of them, the oldest dropped first; the file, when there is one,
+//! keeps every event, numbered without gaps. [`Journal::window`] says how many events a
+//! reader asked for are no longer in memory.
 
 use std::collections::VecDeque;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -29,8 +34,15 @@ pub(crate) use harness_path;
 /// Other harness paths are spelt with `harness_path!`, so that the prefix is written once.
 pub const HARNESS_PATH_PREFIX: &str = harness_path!("");
 
-/// Events kept in memory at most; older ones are evicted (and counted), never the file's.
-pub const MEMORY_CAPACITY: usize = 1_000_000;
+/// The most the events kept in memory take: 32 MiB, counted as their NDJSON lines plus
+/// [`ENTRY_OVERHEAD_BYTES`] each — some 50,000 requests, far more than an ordinary test
+/// records between two resets. Beyond it the oldest events are dropped from memory (and
+/// counted); the file keeps them all.
+pub const MEMORY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
+
+/// What one event costs in memory beyond its NDJSON line (its slot, the shared buffer's
+/// header, the allocator's share), as counted against [`MEMORY_LIMIT_BYTES`].
+pub const ENTRY_OVERHEAD_BYTES: usize = 64;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,12 +286,49 @@ impl Action {
     }
 }
 
+/// An event in memory: its sequence number and NDJSON line (with the newline). One
+/// allocation per event, parsed back only when read.
+struct Stored {
+    seq: u64,
+    line: Arc<[u8]>,
+}
+
+impl Stored {
+    fn cost(&self) -> usize {
+        self.line.len() + ENTRY_OVERHEAD_BYTES
+    }
+}
+
 struct Inner {
     next_seq: u64,
-    events: VecDeque<Event>,
+    /// Events in memory, oldest first.
+    events: VecDeque<Stored>,
+    /// Sum of their costs.
+    bytes: usize,
+    /// The bound on `bytes`.
+    limit: usize,
+    /// Events dropped from memory since the last clear: the `evicted` events up to and
+    /// including sequence number `evicted_through`, consecutive.
     evicted: u64,
+    evicted_through: u64,
+    /// The NDJSON line being written, reused.
+    line: Vec<u8>,
     sink: Option<BufWriter<File>>,
     sink_error: Option<String>,
+    /// Holds the file's lock (a duplicate of the sink's descriptor) even after a failed
+    /// write closed the sink, so that no second server starts writing the same file.
+    _lock: Option<File>,
+}
+
+/// Events in memory after a sequence number, and how many after it are not in memory any
+/// more (dropped to keep memory bounded; the NDJSON file has them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Window {
+    /// Events still in memory, oldest first.
+    pub events: Vec<Event>,
+    /// Events after the sequence number asked for that were dropped from memory: they come
+    /// before the first of `events`. 0 when nothing is missing.
+    pub dropped: u64,
 }
 
 /// The journal. Shared by every connection task; cheap to record into.
@@ -289,21 +338,39 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// A journal kept in memory and, when `path` is given, written there as NDJSON
-    /// (the file is created or truncated).
+    /// A journal kept in memory (at most [`MEMORY_LIMIT_BYTES`]) and, when `path` is given,
+    /// written there as NDJSON (the file is created or truncated).
+    ///
+    /// A regular file is locked (flock) for as long as the journal lives: when another
+    /// journal — in this process or another — holds the lock, this fails with an error of
+    /// kind [`std::io::ErrorKind::ResourceBusy`] saying so, and the file is left untouched.
     pub fn new(path: Option<&Path>) -> std::io::Result<Journal> {
-        let sink = match path {
-            Some(path) => Some(BufWriter::new(File::create(path)?)),
-            None => None,
+        Journal::with_memory_limit(path, MEMORY_LIMIT_BYTES)
+    }
+
+    /// [`Journal::new`] keeping at most `limit` bytes of events in memory (the newest event
+    /// is always kept, whatever its size).
+    pub fn with_memory_limit(path: Option<&Path>, limit: usize) -> std::io::Result<Journal> {
+        let (sink, lock) = match path {
+            Some(path) => {
+                let (file, lock) = open_locked(path)?;
+                (Some(BufWriter::new(file)), lock)
+            }
+            None => (None, None),
         };
         Ok(Journal {
             started: Instant::now(),
             inner: Mutex::new(Inner {
                 next_seq: 1,
                 events: VecDeque::new(),
+                bytes: 0,
+                limit,
                 evicted: 0,
+                evicted_through: 0,
+                line: Vec::new(),
                 sink,
                 sink_error: None,
+                _lock: lock,
             }),
         })
     }
@@ -330,10 +397,15 @@ impl Journal {
             elapsed_ms,
             kind,
         };
+        let inner = &mut *inner;
+        inner.line.clear();
+        let serialized = serde_json::to_writer(&mut inner.line, &event);
+        inner.line.push(b'\n');
+        let ok = serialized.is_ok();
         let written = inner.sink.as_mut().map(|sink| {
-            serde_json::to_writer(&mut *sink, &event)
+            serialized
                 .map_err(std::io::Error::from)
-                .and_then(|()| sink.write_all(b"\n"))
+                .and_then(|()| sink.write_all(&inner.line))
                 .and_then(|()| sink.flush())
         });
         if let Some(Err(err)) = written {
@@ -342,11 +414,27 @@ impl Journal {
             inner.sink = None;
             inner.sink_error = Some(err.to_string());
         }
-        if inner.events.len() >= MEMORY_CAPACITY {
-            inner.events.pop_front();
-            inner.evicted += 1;
+        if ok {
+            let stored = Stored {
+                seq,
+                line: Arc::from(inner.line.as_slice()),
+            };
+            inner.bytes += stored.cost();
+            inner.events.push_back(stored);
+        } else {
+            tracing::error!(seq, "journal event could not be serialized; not kept");
         }
-        inner.events.push_back(event);
+        while inner.bytes > inner.limit && inner.events.len() > 1 {
+            if let Some(old) = inner.events.pop_front() {
+                inner.bytes -= old.cost();
+                inner.evicted += 1;
+                inner.evicted_through = old.seq;
+            }
+        }
+        if inner.line.capacity() > 64 * 1024 {
+            // One huge event does not keep its buffer for the rest of the run.
+            inner.line = Vec::new();
+        }
         seq
     }
 
@@ -356,7 +444,9 @@ impl Journal {
         {
             let mut inner = self.lock();
             inner.events.clear();
+            inner.bytes = 0;
             inner.evicted = 0;
+            inner.evicted_through = 0;
         }
         self.record(EventKind::Reset)
     }
@@ -366,24 +456,71 @@ impl Journal {
         self.lock().next_seq - 1
     }
 
-    /// Every event still in memory, oldest first.
+    /// Every event still in memory, oldest first ([`Journal::evicted`] says how many older
+    /// ones are not).
     pub fn snapshot(&self) -> Vec<Event> {
-        self.lock().events.iter().cloned().collect()
+        self.window(0).events
     }
 
-    /// Events with a sequence number greater than `seq`.
+    /// Events in memory with a sequence number greater than `seq`.
     pub fn since(&self, seq: u64) -> Vec<Event> {
-        self.lock()
-            .events
-            .iter()
-            .filter(|e| e.seq > seq)
-            .cloned()
-            .collect()
+        self.window(seq).events
     }
 
-    /// How many events were evicted from memory (still in the file).
+    /// Events in memory with a sequence number greater than `seq`, and how many events
+    /// greater than `seq` were dropped from memory since the last [`Journal::clear`] (the
+    /// file has them): what the control API's `/journal?since=N` answers.
+    pub fn window(&self, seq: u64) -> Window {
+        let (lines, dropped) = self.lines_since(seq);
+        // Parsed outside the lock: recording goes on meanwhile.
+        let events = lines
+            .iter()
+            .filter_map(|line| match serde_json::from_slice(line) {
+                Ok(event) => Some(event),
+                Err(err) => {
+                    tracing::error!(error = %err, "journal line does not parse back");
+                    None
+                }
+            })
+            .collect();
+        Window { events, dropped }
+    }
+
+    /// [`Journal::window`] as NDJSON, exactly the lines of the file: the events in memory
+    /// after `seq`, and how many after `seq` were dropped from memory.
+    pub fn ndjson_since(&self, seq: u64) -> (Vec<u8>, u64) {
+        let (lines, dropped) = self.lines_since(seq);
+        (lines.concat(), dropped)
+    }
+
+    /// The lines in memory after `seq` (shared, not copied), and how many events after `seq`
+    /// were dropped from memory.
+    fn lines_since(&self, seq: u64) -> (Vec<Arc<[u8]>>, u64) {
+        let inner = self.lock();
+        // The dropped events are the consecutive sequence numbers ending at
+        // `evicted_through`.
+        let dropped_from = inner.evicted_through + 1 - inner.evicted.min(inner.evicted_through);
+        let dropped = (inner.evicted_through + 1).saturating_sub(dropped_from.max(seq + 1));
+        let start = inner.events.partition_point(|e| e.seq <= seq);
+        let lines = inner
+            .events
+            .range(start..)
+            .map(|e| Arc::clone(&e.line))
+            .collect();
+        (lines, dropped)
+    }
+
+    /// How many events were dropped from memory since the last [`Journal::clear`] (the file
+    /// has them).
     pub fn evicted(&self) -> u64 {
         self.lock().evicted
+    }
+
+    /// How many bytes the events in memory take (NDJSON lines plus [`ENTRY_OVERHEAD_BYTES`]
+    /// each), and the bound on that.
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.bytes, inner.limit)
     }
 
     /// Why writing the file stopped, if it did.
@@ -406,6 +543,38 @@ impl Journal {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Opens `path` for writing without truncating it, takes its lock (regular files only: a
+/// FIFO or `/dev/null` may be shared), and only then truncates it. Returns the file and a
+/// duplicate descriptor that keeps the lock.
+fn open_locked(path: &Path) -> std::io::Result<(File, Option<File>)> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Ok((file, None));
+    }
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = crate::locks::holder(&file)
+                .map_or_else(String::new, |pid| format!(" (pid {pid}?)"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                format!("another misdirect{pid} is writing this journal"),
+            ));
+        }
+        // A file system without locks: go on without one.
+        Err(std::fs::TryLockError::Error(err)) => {
+            tracing::debug!(error = %err, "cannot lock the journal file");
+        }
+    }
+    file.set_len(0)?;
+    let lock = file.try_clone().ok();
+    Ok((file, lock))
 }
 
 /// Reads an NDJSON journal file back.
@@ -437,5 +606,221 @@ mod tests {
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert!(text.lines().all(|l| l.contains(r#""event":"shutdown""#)));
         assert_eq!(journal.since(2).len(), 1);
+    }
+
+    fn shutdown(i: usize) -> EventKind {
+        EventKind::Shutdown {
+            reason: format!("r{i:04}"),
+        }
+    }
+
+    /// The NDJSON size of one `shutdown` event of [`shutdown`]'s shape.
+    fn event_bytes() -> usize {
+        let journal = Journal::new(None).expect("journal");
+        journal.record(shutdown(0));
+        journal.memory_bytes().0
+    }
+
+    /// The sequence numbers of events.
+    fn seqs(events: &[Event]) -> Vec<u64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn memory_is_bounded_and_the_file_keeps_every_event_without_gaps() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal.ndjson");
+        // Room for about ten events (their sizes vary by a few bytes with the clocks).
+        let limit = event_bytes() * 10;
+        let journal = Journal::with_memory_limit(Some(&path), limit).expect("journal");
+        for i in 0..25 {
+            journal.record(shutdown(i));
+            let (bytes, _) = journal.memory_bytes();
+            assert!(bytes <= limit, "{bytes} > {limit} after {} events", i + 1);
+        }
+        let in_memory = journal.snapshot();
+        assert!((8..=11).contains(&in_memory.len()), "{}", in_memory.len());
+        let first = in_memory[0].seq;
+        assert_eq!(seqs(&in_memory), (first..=25).collect::<Vec<_>>());
+        assert_eq!(journal.evicted(), first - 1);
+        assert_eq!(
+            journal.memory_bytes().0,
+            in_memory
+                .iter()
+                .map(|e| serde_json::to_vec(e).expect("serializes").len()
+                    + 1
+                    + ENTRY_OVERHEAD_BYTES)
+                .sum::<usize>()
+        );
+
+        let text = std::fs::read_to_string(&path).expect("file");
+        let all = read_ndjson(&text).expect("parses back");
+        assert_eq!(seqs(&all), (1..=25).collect::<Vec<_>>());
+        assert_eq!(&all[all.len() - in_memory.len()..], &in_memory[..]);
+    }
+
+    #[test]
+    fn a_window_says_how_many_of_the_events_asked_for_were_dropped() {
+        let journal = Journal::with_memory_limit(None, event_bytes() * 4).expect("journal");
+        for i in 0..10 {
+            journal.record(shutdown(i));
+        }
+        let all = journal.window(0);
+        let first = all.events[0].seq;
+        assert!(first > 3, "{first}");
+        assert_eq!(seqs(&all.events), (first..=10).collect::<Vec<_>>());
+        // Every event after `since` is either in the window or counted as dropped.
+        for since in 0..=11 {
+            let window = journal.window(since);
+            let after = 10u64.saturating_sub(since);
+            assert_eq!(
+                window.dropped + window.events.len() as u64,
+                after,
+                "since {since}"
+            );
+            assert_eq!(window.dropped, (first - 1).saturating_sub(since));
+            assert_eq!(journal.since(since), window.events);
+        }
+        assert_eq!(
+            journal.window(10),
+            Window {
+                events: Vec::new(),
+                dropped: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_clear_is_not_a_drop_and_counting_starts_again() {
+        let journal = Journal::with_memory_limit(None, event_bytes() * 3).expect("journal");
+        for i in 0..5 {
+            journal.record(shutdown(i));
+        }
+        assert!(journal.window(0).dropped >= 1);
+        let reset = journal.clear();
+        assert_eq!(reset, 6);
+        assert_eq!(journal.window(0).dropped, 0);
+        assert_eq!(journal.evicted(), 0);
+        for i in 0..6 {
+            journal.record(shutdown(i));
+        }
+        // Dropped since the clear: the reset (6) and what came next, up to the first kept.
+        let window = journal.window(0);
+        let first = window.events[0].seq;
+        assert!(first > 6, "{first}");
+        assert_eq!(window.dropped, first - 6);
+        assert_eq!(journal.window(6).dropped, first - 7);
+        assert_eq!(journal.last_seq(), 12);
+    }
+
+    #[test]
+    fn an_event_larger_than_the_bound_is_still_kept_alone() {
+        let journal = Journal::with_memory_limit(None, 10).expect("journal");
+        journal.record(shutdown(1));
+        journal.record(shutdown(2));
+        let kept = journal.snapshot();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].seq, 2);
+        assert_eq!(journal.window(0).dropped, 1);
+    }
+
+    #[test]
+    fn the_default_bound_is_one_no_ordinary_test_meets() {
+        let journal = Journal::new(None).expect("journal");
+        assert_eq!(journal.memory_bytes().1, MEMORY_LIMIT_BYTES);
+        for i in 0..10_000 {
+            journal.record(shutdown(i));
+        }
+        assert_eq!(journal.window(0).dropped, 0);
+        assert_eq!(journal.snapshot().len(), 10_000);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_second_journal_on_the_same_file_is_refused_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal.ndjson");
+        let first = Journal::new(Some(&path)).expect("journal");
+        first.record(shutdown(1));
+        let err = Journal::new(Some(&path))
+            .err()
+            .expect("a second writer must be refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::ResourceBusy);
+        let text = err.to_string();
+        assert!(
+            text.contains("another misdirect") && text.contains("is writing this journal"),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        assert!(
+            text.contains(&format!("(pid {}?)", std::process::id())),
+            "{text}"
+        );
+        // Not truncated by the refused attempt.
+        let written = read_ndjson(&std::fs::read_to_string(&path).expect("file")).expect("parses");
+        assert_eq!(written.len(), 1);
+        first.record(shutdown(2));
+        drop(first);
+        // Free again once the first is gone; truncated for the new run.
+        let second = Journal::new(Some(&path)).expect("the lock went with the first journal");
+        second.record(shutdown(3));
+        let written = read_ndjson(&std::fs::read_to_string(&path).expect("file")).expect("parses");
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].seq, 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_journal_on_dev_null_is_never_locked() {
+        let a = Journal::new(Some(Path::new("/dev/null"))).expect("first");
+        let b = Journal::new(Some(Path::new("/dev/null"))).expect("second");
+        a.record(shutdown(1));
+        b.record(shutdown(1));
+    }
+
+    #[test]
+    fn events_read_back_from_memory_are_the_events_recorded() {
+        let request = EventKind::Request(Box::new(RequestEvent {
+            connection: 3,
+            stream: Some(5),
+            request_on_connection: 2,
+            request_number: 7,
+            protocol: Protocol::H2,
+            method: "POST".into(),
+            scheme: Scheme::Https,
+            authority: "b.test".into(),
+            path: "/x?y=\u{e9}\"".into(),
+            sni: Some("a.test".into()),
+            attempt: 2,
+            coalesced: true,
+            body_bytes: 12,
+            body_sha256: "ab".repeat(32),
+            rule: None,
+            host: Some("b".into()),
+            action: Action::Respond,
+            status: Some(421),
+            reset_code: None,
+            misdirected_because: Some("why".into()),
+            error: None,
+            received_ms: 0.1 + 0.2,
+            duration_ms: 1e-7,
+        }));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal.ndjson");
+        let journal = Journal::new(Some(&path)).expect("journal");
+        journal.record(request.clone());
+        journal.record(shutdown(1));
+        let events = journal.snapshot();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].kind, request);
+        // The NDJSON answer is the file, byte for byte.
+        let (ndjson, dropped) = journal.ndjson_since(0);
+        assert_eq!(dropped, 0);
+        assert_eq!(ndjson, std::fs::read(&path).expect("file"));
+        let (tail, _) = journal.ndjson_since(1);
+        assert_eq!(
+            read_ndjson(std::str::from_utf8(&tail).expect("UTF-8")).expect("parses"),
+            events[1..]
+        );
     }
 }

@@ -23,10 +23,12 @@
 //! | 3 | `server`, `client`, `report` | serving a scenario; what a client is told; pictures of a journal |
 //! | 2 | `tls`, `engine`, `expect`, `ready` | TLS set-up; the decision; the verdict; the readiness line |
 //! | 1 | `pki`, `journal` | certificates; events |
-//! | 0 | `scenario` | the file format |
+//! | 0 | `scenario`, `locks` | the file format; who holds a file lock |
 //!
 //! - [`scenario`]: the file format (serde + JSON Schema), loading with precise diagnostics,
-//!   and cross-reference validation. Reads the scenario file; no other I/O.
+//!   and cross-reference validation. Reads the scenario file and the `body_file`s it names
+//!   (inside its folder unless allowed); no other I/O.
+//! - [`locks`]: which process holds a file lock (`/proc/locks`), for errors that name it.
 //! - [`pki`]: CA and leaf certificates (rcgen on ring), SPKI hashes, PEM files written
 //!   atomically with safe permissions. Knows nothing of HTTP.
 //! - [`journal`]: numbered, timestamped events in memory and as NDJSON, and the words they
@@ -55,6 +57,7 @@ pub mod engine;
 pub mod expect;
 pub mod harness;
 pub mod journal;
+pub mod locks;
 pub mod pki;
 pub mod ready;
 pub mod report;

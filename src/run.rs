@@ -92,8 +92,19 @@ impl RunOutcome {
     }
 }
 
-/// Runs `program args…` with the harness environment, waits for it (bounded), lets the
-/// journal settle, and judges the journal.
+/// How long the client command's process group gets between SIGTERM and SIGKILL, whenever
+/// `run` ends it: at the timeout, when `run` itself is stopped, and after the command exits
+/// while processes it started in the background are still running.
+pub const GROUP_GRACE: Duration = Duration::from_millis(500);
+
+/// Runs `program args…` with the harness environment, waits for it (bounded), ends whatever
+/// it left running, lets the journal settle, and judges the journal.
+///
+/// The command runs in a process group of its own (Unix), so that everything it starts goes
+/// with it: at the timeout, after a normal exit (what it left in the background), and when
+/// this future is dropped before the end (`run` itself stopped by a signal), the group gets
+/// SIGTERM, then SIGKILL if anything in it outlives [`GROUP_GRACE`]. A process that puts
+/// itself in a new session or group (`setsid`) escapes this.
 pub async fn run_client(
     handle: &Handle,
     program: &OsString,
@@ -101,35 +112,135 @@ pub async fn run_client(
     settings: &RunSettings,
 ) -> RunOutcome {
     let env = handle.environment();
-    let spawned = tokio::process::Command::new(program)
-        .args(args)
-        .envs(env)
-        .kill_on_drop(true)
-        .spawn();
-    let command = match spawned {
+    let mut command = tokio::process::Command::new(program);
+    command.args(args).envs(env).kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    let command = match command.spawn() {
         Err(err) => CommandOutcome::NotStarted {
             error: err.to_string(),
         },
-        Ok(mut child) => match tokio::time::timeout(settings.timeout, child.wait()).await {
-            Ok(Ok(status)) => match status.code() {
-                Some(code) => CommandOutcome::Exited { code },
-                None => CommandOutcome::Signalled,
-            },
-            Ok(Err(err)) => CommandOutcome::NotStarted {
-                error: err.to_string(),
-            },
-            Err(_) => {
-                let _ = child.kill().await;
-                CommandOutcome::TimedOut {
+        Ok(child) => {
+            let mut group = Group::new(child);
+            let outcome = match tokio::time::timeout(settings.timeout, group.child.wait()).await {
+                Ok(Ok(status)) => match status.code() {
+                    Some(code) => CommandOutcome::Exited { code },
+                    None => CommandOutcome::Signalled,
+                },
+                Ok(Err(err)) => CommandOutcome::NotStarted {
+                    error: err.to_string(),
+                },
+                Err(_) => CommandOutcome::TimedOut {
                     after_secs: settings.timeout.as_secs(),
-                }
-            }
-        },
+                },
+            };
+            // At the timeout the whole tree; after an exit, what it left in the background.
+            group.end().await;
+            outcome
+        }
     };
     settle(handle, settings.settle).await;
     RunOutcome {
         command,
         verdict: handle.verdict(settings.allow_not_exercised),
+    }
+}
+
+/// The client command and its process group (whose id is the command's pid). Ended with
+/// [`Group::end`]; when dropped before that (the future running the command was dropped),
+/// ended the same way, blocking the dropping thread for at most [`GROUP_GRACE`].
+struct Group {
+    child: tokio::process::Child,
+    #[cfg(unix)]
+    pgid: Option<libc::pid_t>,
+    /// SIGTERM was sent.
+    terminated: bool,
+}
+
+/// One step of ending a group.
+enum Step {
+    /// Nothing is left in the group.
+    Gone,
+    /// Something is; look again shortly.
+    Wait,
+}
+
+impl Group {
+    fn new(child: tokio::process::Child) -> Group {
+        Group {
+            #[cfg(unix)]
+            pgid: child
+                .id()
+                .and_then(|pid| libc::pid_t::try_from(pid).ok())
+                .filter(|&pid| pid > 0),
+            terminated: false,
+            child,
+        }
+    }
+
+    /// Ends every process left in the group: SIGTERM (and SIGCONT, so that a stopped process
+    /// sees it), up to [`GROUP_GRACE`] for them to go, then SIGKILL. Returns at once when
+    /// nothing is left; reaps the command itself.
+    async fn end(&mut self) {
+        let deadline = tokio::time::Instant::now() + GROUP_GRACE;
+        while let Step::Wait = self.step(tokio::time::Instant::now() >= deadline) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// The first call sends SIGTERM to a live group; `overdue` sends SIGKILL and gives up.
+    fn step(&mut self, overdue: bool) -> Step {
+        // The command itself, once it exited, leaves the group only when reaped.
+        let _ = self.child.try_wait();
+        #[cfg(unix)]
+        if let Some(pgid) = self.pgid {
+            if !group_alive(pgid) {
+                self.pgid = None;
+                return Step::Gone;
+            }
+            if overdue {
+                signal_group(pgid, libc::SIGKILL);
+                self.pgid = None;
+                return Step::Gone;
+            }
+            if !self.terminated {
+                signal_group(pgid, libc::SIGTERM);
+                signal_group(pgid, libc::SIGCONT);
+                self.terminated = true;
+            }
+            return Step::Wait;
+        }
+        let _ = overdue;
+        Step::Gone
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let deadline = std::time::Instant::now() + GROUP_GRACE;
+        while let Step::Wait = self.step(std::time::Instant::now() >= deadline) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // `kill_on_drop` then takes care of the command itself.
+    }
+}
+
+/// Whether any process (a zombie included) is still in process group `pgid`.
+#[cfg(unix)]
+fn group_alive(pgid: libc::pid_t) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks; a negative pid names the process group.
+    let checked = unsafe { libc::kill(-pgid, 0) };
+    checked == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(unix)]
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: killpg(2) has no memory-safety preconditions; errors (ESRCH: the group is
+    // gone) need no handling.
+    unsafe {
+        libc::killpg(pgid, signal);
     }
 }
 

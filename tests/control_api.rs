@@ -120,6 +120,15 @@ fn journal_verdict_and_reset_between_test_cases() {
         body.lines().all(|l| json(l)["seq"].as_u64() > Some(seq)),
         "{body}"
     );
+    // The in-memory journal is bounded; the header says how many events asked for it no
+    // longer holds (none here).
+    let (_, head) = api(&h, "GET", "/journal", &["-D", "-", "-o", "/dev/null"]);
+    assert!(
+        head.lines().any(|l| l
+            .trim()
+            .eq_ignore_ascii_case("misdirect-journal-dropped: 0")),
+        "{head}"
+    );
     let (_, body) = api(&h, "GET", "/verdict", &[]);
     let verdict = json(&body);
     assert_eq!(verdict["passed"], true);

@@ -294,3 +294,205 @@ fn rsa_2048_leaf_under_an_rsa_ca_verifies() {
     );
     verify(&pki, "r", "r.test").expect("RSA chain verifies");
 }
+
+// --- One certificate folder shared by servers started together (pki::Lease) ---
+
+use misdirect::pki::{Lease, Manifest, PkiError, SUBFOLDER_PREFIX};
+use rustls::pki_types::pem::PemObject;
+
+const ONE_LEAF: &str = r#"{
+  "certificates": [{"name": "site", "sans": ["a.test", "b.test"]}],
+  "hosts": [{"names": ["a.test", "b.test"], "certificate": "site"}]
+}"#;
+
+fn one_leaf_with_ca(common_name: &str) -> Scenario {
+    scenario(&ONE_LEAF.replacen(
+        '{',
+        &format!(r#"{{"ca": {{"common_name": "{common_name}"}},"#),
+        1,
+    ))
+}
+
+/// Verifies the leaf *file* the manifest names against the CA *file* it names, as a client
+/// given those paths would.
+fn verify_files(manifest: &Manifest, leaf: &str, name: &str) -> Result<(), rustls::Error> {
+    let ca = CertificateDer::from_pem_file(&manifest.ca.cert).expect("CA file holds a certificate");
+    let cert = CertificateDer::from_pem_file(&manifest.certificates[leaf].cert)
+        .expect("leaf file holds a certificate");
+    let server_name = ServerName::try_from(name.to_owned()).expect("valid server name");
+    verifier(&ca)
+        .verify_server_cert(&cert, &[], &server_name, &[], UnixTime::now())
+        .map(|_| ())
+}
+
+fn take(scenario: &Scenario, dir: &Path, reuse: bool) -> (Lease, Pki, Manifest) {
+    match Lease::take(scenario, dir, reuse, OffsetDateTime::now_utc()) {
+        Ok(taken) => taken,
+        Err(err) => panic!("lease on {}: {err}", dir.display()),
+    }
+}
+
+#[test]
+fn eight_servers_taking_one_folder_at_once_each_verify_against_their_own_ca_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = dir.path().join("certs");
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let taken: Vec<(Lease, Pki, Manifest)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                let certs = certs.clone();
+                scope.spawn(move || {
+                    barrier.wait();
+                    take(&scenario(ONE_LEAF), &certs, false)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let owners: Vec<_> = taken.iter().filter(|(l, _, _)| l.owns_folder()).collect();
+    assert_eq!(owners.len(), 1, "exactly one owns the folder");
+    let (owner, owner_pki, owner_manifest) = owners[0];
+    assert_eq!(owner.files_dir(), certs);
+    assert_eq!(owner_manifest.ca.cert, certs.join("ca.pem"));
+    let mut folders = std::collections::BTreeSet::new();
+    // Checked after every server wrote: nothing one wrote replaced another's files.
+    for (lease, pki, manifest) in &taken {
+        assert!(folders.insert(lease.files_dir().to_owned()), "shared files");
+        verify_files(manifest, "site", "b.test")
+            .expect("own leaf file verifies against own CA file");
+        verify(pki, "site", "a.test").expect("served chain verifies");
+        // The same scenario asks for the same CA: the owner's, which clients may trust once.
+        assert_eq!(pki.ca.cert_der, owner_pki.ca.cert_der);
+        if !lease.owns_folder() {
+            let name = lease
+                .files_dir()
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            assert!(name.starts_with(SUBFOLDER_PREFIX), "{name}");
+            assert_eq!(lease.files_dir().parent(), Some(certs.as_path()));
+            assert_eq!(manifest.ca.reused, Some(true));
+            assert_eq!(mode(&manifest.ca.key), 0o600);
+            assert!(lease.files_dir().join("manifest.json").is_file());
+        }
+    }
+    assert_eq!(owner_manifest.ca.reused, Some(false));
+}
+
+#[test]
+fn a_server_asking_for_another_ca_gets_one_of_its_own_and_reuse_takes_the_owners() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_owner, owner_pki, owner_manifest) =
+        take(&one_leaf_with_ca("first CA"), dir.path(), false);
+    let (other, other_pki, other_manifest) =
+        take(&one_leaf_with_ca("second CA"), dir.path(), false);
+    assert!(!other.owns_folder());
+    assert_ne!(other_pki.ca.cert_der, owner_pki.ca.cert_der);
+    assert_eq!(other_manifest.ca.reused, Some(false));
+    verify_files(&other_manifest, "site", "a.test").expect("own CA file");
+    verify_files(&owner_manifest, "site", "a.test").expect("owner's files untouched");
+    // Another key type is another CA too.
+    let mut p384 = one_leaf_with_ca("first CA");
+    p384.ca.key = misdirect::scenario::KeyType::EcdsaP384;
+    let (_p384, p384_pki, _) = take(&p384, dir.path(), false);
+    assert_ne!(p384_pki.ca.cert_der, owner_pki.ca.cert_der);
+    // Asked to reuse the folder's CA, a server takes it whatever its name.
+    let (reusing, reusing_pki, reusing_manifest) =
+        take(&one_leaf_with_ca("second CA"), dir.path(), true);
+    assert!(!reusing.owns_folder());
+    assert_eq!(reusing_pki.ca.cert_der, owner_pki.ca.cert_der);
+    verify_files(&reusing_manifest, "site", "a.test").expect("owner's CA, copied");
+}
+
+#[test]
+fn a_folder_whose_servers_are_gone_is_owned_afresh_and_their_subfolders_removed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (first, first_pki, _) = take(&scenario(ONE_LEAF), dir.path(), false);
+    let (second, _, _) = take(&scenario(ONE_LEAF), dir.path(), false);
+    let subfolder = second.files_dir().to_owned();
+    assert!(subfolder.is_dir());
+    drop(first);
+    drop(second);
+    let (third, third_pki, manifest) = take(&scenario(ONE_LEAF), dir.path(), false);
+    assert!(third.owns_folder());
+    assert!(!subfolder.exists(), "a gone server's subfolder is removed");
+    // Without reuse, a new owner makes a new CA, as a lone server always has.
+    assert_ne!(third_pki.ca.cert_der, first_pki.ca.cert_der);
+    verify_files(&manifest, "site", "a.test").expect("verifies");
+    drop(third);
+    let (fourth, fourth_pki, _) = take(&scenario(ONE_LEAF), dir.path(), true);
+    assert!(fourth.owns_folder());
+    assert_eq!(
+        fourth_pki.ca.cert_der, third_pki.ca.cert_der,
+        "reuse keeps it"
+    );
+}
+
+#[test]
+fn writing_certificates_into_a_folder_a_live_server_owns_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (lease, _, _) = take(&scenario(ONE_LEAF), dir.path(), false);
+    let ca_before = std::fs::read(dir.path().join("ca.pem")).expect("ca");
+    let pki =
+        Pki::generate(&scenario(ONE_LEAF), None, OffsetDateTime::now_utc()).expect("generates");
+    let err = pki.write(dir.path()).expect_err("refused while served");
+    assert!(matches!(err, PkiError::InUse { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("another misdirect"), "{text}");
+    #[cfg(target_os = "linux")]
+    assert!(
+        text.contains(&format!("(pid {}?)", std::process::id())),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("ca.pem")).expect("ca"),
+        ca_before
+    );
+    drop(lease);
+    pki.write(dir.path()).expect("free once the server is gone");
+}
+
+#[test]
+fn a_reload_is_signed_by_the_same_ca_and_written_where_the_server_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_owner, _, _) = take(&scenario(ONE_LEAF), dir.path(), false);
+    let (lease, pki, manifest) = take(&one_leaf_with_ca("own CA"), dir.path(), false);
+    let reloaded = lease
+        .generate(&scenario(MIXED), OffsetDateTime::now_utc())
+        .expect("generates");
+    assert_eq!(reloaded.ca.cert_der, pki.ca.cert_der);
+    let written = lease.write(&reloaded).expect("writes");
+    assert_eq!(written.ca.cert, manifest.ca.cert);
+    assert!(
+        written.certificates["multi"]
+            .cert
+            .starts_with(lease.files_dir())
+    );
+    verify_files(&written, "multi", "a.test").expect("reloaded leaf file verifies");
+    // The subfolder is still this server's: a new server does not take or remove it.
+    let (next, _, _) = take(&scenario(ONE_LEAF), dir.path(), false);
+    assert_ne!(next.files_dir(), lease.files_dir());
+    assert!(lease.files_dir().join("multi.pem").is_file());
+}
+
+#[test]
+fn a_file_written_as_owned_is_refused_to_a_second_writer_until_released() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ready.json");
+    let what = "is serving with this ready file";
+    let first = misdirect::pki::write_atomic_owned(&path, b"one\n", 0o644, what).expect("first");
+    let err = misdirect::pki::write_atomic_owned(&path, b"two\n", 0o644, what)
+        .expect_err("second refused");
+    assert!(err.to_string().contains("another misdirect"), "{err}");
+    assert!(err.to_string().contains(what), "{err}");
+    assert_eq!(std::fs::read(&path).expect("file"), b"one\n");
+    drop(first);
+    let _second =
+        misdirect::pki::write_atomic_owned(&path, b"two\n", 0o644, what).expect("free again");
+    assert_eq!(std::fs::read(&path).expect("file"), b"two\n");
+}

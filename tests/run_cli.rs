@@ -258,3 +258,166 @@ fn the_command_sees_the_harness_in_its_environment() {
         format!("127.0.0.1:{port}")
     );
 }
+
+/// A marker no other process carries: a `sleep` duration unique to this test process and
+/// `slot`, so that the processes a test started can be found in `/proc`.
+fn sleep_marker(slot: u32) -> String {
+    format!("4{slot}.{}{slot}", std::process::id())
+}
+
+/// Pids of live processes whose command line is `sleep MARKER` (zombies have none).
+fn sleeping(marker: &str) -> Vec<u32> {
+    let wanted = format!("sleep\0{marker}\0");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.ends_with(wanted.as_bytes()))
+        })
+        .collect()
+}
+
+/// Waits up to `within` for no `sleep MARKER` to be left; returns the survivors.
+fn survivors(markers: &[&str], within: std::time::Duration) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left: Vec<u32> = markers.iter().flat_map(|m| sleeping(m)).collect();
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Kills what a failed test left behind, so that a failure costs no stray processes.
+fn kill_all(pids: &[u32]) {
+    for pid in pids {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
+/// Starts `misdirect run` with its stdout in a file: background processes of the command
+/// inherit that stdout, and a pipe would keep `Command::output` waiting for them.
+fn spawn_run(extra: &[&str], command: &[&str]) -> (std::process::Child, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::fs::File::create(dir.path().join("stdout.txt")).expect("stdout file");
+    let child = Command::new(env!("CARGO_BIN_EXE_misdirect"))
+        .arg("run")
+        .arg(manifest_dir().join("scenarios/always-421.json"))
+        .args(["--log", "warn", "--allow-not-exercised", "--certs-dir"])
+        .arg(dir.path().join("certs"))
+        .args(extra)
+        .arg("--")
+        .args(command)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("misdirect run starts");
+    (child, dir)
+}
+
+/// Waits (bounded) for `misdirect run` to exit; its exit code and stdout.
+fn finish(
+    mut child: std::process::Child,
+    dir: &Path,
+    within: std::time::Duration,
+) -> (i32, String) {
+    let deadline = std::time::Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("misdirect run did not exit within {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(dir.join("stdout.txt")).unwrap_or_default();
+    (status.code().unwrap_or(-1), text)
+}
+
+#[cfg(unix)]
+#[test]
+fn a_timed_out_command_ends_with_its_whole_process_tree() {
+    let (a, b) = (sleep_marker(0), sleep_marker(1));
+    let script = format!("sleep {a} & sleep {b} & wait");
+    let started = std::time::Instant::now();
+    let (child, dir) = spawn_run(&["--timeout-secs", "2"], &["bash", "-c", &script]);
+    let (code, text) = finish(child, dir.path(), std::time::Duration::from_secs(20));
+    let left = survivors(&[&a, &b], std::time::Duration::from_secs(2));
+    kill_all(&left);
+    assert!(left.is_empty(), "still running after run: {left:?}\n{text}");
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("command \"bash\" timed out after 2 s and was killed"),
+        "{text}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_timed_out_tree_that_ignores_sigterm_is_killed_after_the_grace() {
+    let (a, b) = (sleep_marker(2), sleep_marker(3));
+    // An ignored SIGTERM is inherited: neither bash nor its sleeps go before SIGKILL.
+    let script = format!("trap '' TERM; sleep {a} & sleep {b} & wait");
+    let (child, dir) = spawn_run(&["--timeout-secs", "1"], &["bash", "-c", &script]);
+    let (code, text) = finish(child, dir.path(), std::time::Duration::from_secs(20));
+    let left = survivors(&[&a, &b], std::time::Duration::from_secs(2));
+    kill_all(&left);
+    assert!(left.is_empty(), "still running after run: {left:?}\n{text}");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("timed out after 1 s"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn background_processes_a_command_leaves_behind_are_ended_when_it_exits() {
+    let a = sleep_marker(4);
+    let script = format!("sleep {a} & exit 0");
+    let started = std::time::Instant::now();
+    let (child, dir) = spawn_run(&[], &["bash", "-c", &script]);
+    let (code, text) = finish(child, dir.path(), std::time::Duration::from_secs(20));
+    let left = survivors(&[&a], std::time::Duration::from_secs(2));
+    kill_all(&left);
+    assert!(left.is_empty(), "still running after run: {left:?}\n{text}");
+    // The command itself succeeded, and its leftovers do not change that.
+    assert!(text.contains("command \"bash\" succeeded"), "{text}");
+    assert_eq!(code, 0, "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
+
+#[cfg(unix)]
+#[test]
+fn stopping_run_with_a_signal_ends_the_command_tree() {
+    let (a, b) = (sleep_marker(5), sleep_marker(6));
+    let script = format!("trap '' TERM; sleep {a} & sleep {b} & wait");
+    let (child, dir) = spawn_run(&["--timeout-secs", "60"], &["bash", "-c", &script]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sleeping(&a).is_empty() || sleeping(&b).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let (code, text) = finish(child, dir.path(), std::time::Duration::from_secs(15));
+    let left = survivors(&[&a, &b], std::time::Duration::from_secs(2));
+    kill_all(&left);
+    assert!(left.is_empty(), "still running after run: {left:?}\n{text}");
+    assert_eq!(code, 130, "{text}");
+}

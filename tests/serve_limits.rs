@@ -269,3 +269,55 @@ fn a_stalled_http11_body_gets_408_after_the_idle_timeout() {
     let events = h.journal_until(|e| !requests(e).is_empty());
     assert_eq!(requests(&events)[0]["error"], "no request body data for 1s");
 }
+
+/// A scenario's `limits` apply; a flag wins over them. Staged with the connection cap: the
+/// scenario allows one connection, so a second is refused and journaled, unless
+/// `--max-connections` allows more.
+#[test]
+fn the_scenarios_limits_apply_and_a_flag_wins_over_them() {
+    let scenario = SCENARIO.replacen('{', r#"{"limits": {"max_connections": 1},"#, 1);
+    for (flags, refused) in [(&[][..], true), (&["--max-connections", "2"][..], false)] {
+        let h = Harness::start_with(&scenario, flags);
+        let first = TcpStream::connect(("127.0.0.1", h.port("clear"))).expect("connects");
+        let mut second = TcpStream::connect(("127.0.0.1", h.port("clear"))).expect("connects");
+        second
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            .ok();
+        second
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut answer = String::new();
+        let _ = second.read_to_string(&mut answer);
+        drop(first);
+        let events = h.journal_until(|e| events_of(e, "connection_closed").len() >= 2);
+        let reasons = closed_reasons(&events);
+        let was_refused = reasons
+            .iter()
+            .any(|r| r.starts_with("refused: 1 connections"));
+        assert_eq!(was_refused, refused, "flags {flags:?}: {reasons:?}");
+        assert_eq!(
+            answer.starts_with("HTTP/1.1 200"),
+            !refused,
+            "flags {flags:?}: {answer:?}"
+        );
+    }
+}
+
+/// Limits out of range in a scenario are located errors.
+#[test]
+fn a_scenarios_limits_out_of_range_are_located_errors() {
+    let (scenario, _) = (SCENARIO, ());
+    let bad = scenario.replacen(
+        '{',
+        r#"{"limits": {"max_connections": 0, "shutdown_grace_secs": 9999},"#,
+        1,
+    );
+    let err = misdirect::scenario::from_bytes(bad.as_bytes()).expect_err("refused");
+    let lines = err.lines().join("\n");
+    assert!(
+        lines.contains("limits.max_connections: 0 is out of range: expected 1 to 1000000")
+            && lines
+                .contains("limits.shutdown_grace_secs: 9999 is out of range: expected 0 to 3600"),
+        "{lines}"
+    );
+}

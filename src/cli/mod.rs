@@ -22,6 +22,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Let a scenario's `body_file`s lie outside the scenario file's folder (by default they
+    /// are refused, so that a scenario from elsewhere cannot serve any file it names).
+    #[arg(long, global = true, env = "MISDIRECT_ALLOW_FILES_OUTSIDE")]
+    pub allow_files_outside: bool,
 }
 
 /// The subcommands.
@@ -84,17 +88,21 @@ pub enum Command {
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let load = scenario::LoadOptions {
+        allow_files_outside_folder: cli.allow_files_outside,
+        base_dir: None,
+    };
     match cli.command {
-        Command::Check { files, strict } => check(&files, strict),
+        Command::Check { files, strict } => check(&files, strict, &load),
         Command::Certs {
             file,
             out,
             reuse_ca,
             json,
-        } => certs(&file, &out, reuse_ca, json),
+        } => certs(&file, &out, reuse_ca, json, &load),
         Command::Schema => schema(),
-        Command::Serve(args) => serve::serve(args),
-        Command::Run(args) => serve::run(args),
+        Command::Serve(args) => serve::serve(args, &load),
+        Command::Run(args) => serve::run(args, &load),
         Command::Health {
             control,
             timeout_secs,
@@ -103,15 +111,15 @@ pub fn main() -> ExitCode {
             journal,
             scenario,
             html,
-        } => report(&journal, scenario.as_deref(), html.as_deref()),
+        } => report(&journal, scenario.as_deref(), html.as_deref(), &load),
     }
 }
 
-fn check(files: &[PathBuf], strict: bool) -> ExitCode {
+fn check(files: &[PathBuf], strict: bool, load: &scenario::LoadOptions) -> ExitCode {
     let mut failed = false;
     for file in files {
         let shown = file.display();
-        match scenario::from_path(file) {
+        match scenario::from_path_with(file, load) {
             Ok((scenario, diagnostics)) => {
                 let strict_failure = strict && !diagnostics.warnings.is_empty();
                 failed |= strict_failure;
@@ -155,8 +163,14 @@ pub fn summary(scenario: &Scenario) -> String {
     )
 }
 
-fn certs(file: &Path, out: &Path, reuse_ca: bool, json: bool) -> ExitCode {
-    let scenario = match scenario::from_path(file) {
+fn certs(
+    file: &Path,
+    out: &Path,
+    reuse_ca: bool,
+    json: bool,
+    load: &scenario::LoadOptions,
+) -> ExitCode {
+    let scenario = match scenario::from_path_with(file, load) {
         Ok((scenario, _)) => scenario,
         Err(err) => {
             for line in err.lines() {
@@ -220,7 +234,12 @@ fn schema() -> ExitCode {
     }
 }
 
-fn report(journal: &Path, scenario_file: Option<&Path>, html: Option<&Path>) -> ExitCode {
+fn report(
+    journal: &Path,
+    scenario_file: Option<&Path>,
+    html: Option<&Path>,
+    load: &scenario::LoadOptions,
+) -> ExitCode {
     let text = match std::fs::read_to_string(journal) {
         Ok(text) => text,
         Err(err) => {
@@ -235,7 +254,7 @@ fn report(journal: &Path, scenario_file: Option<&Path>, html: Option<&Path>) -> 
             return ExitCode::FAILURE;
         }
     };
-    let verdict = match scenario_file.map(scenario::from_path) {
+    let verdict = match scenario_file.map(|file| scenario::from_path_with(file, load)) {
         None => None,
         Some(Ok((scenario, _))) => Some(crate::expect::evaluate(&scenario.expect, &events, false)),
         Some(Err(err)) => {

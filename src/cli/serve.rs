@@ -32,31 +32,38 @@ pub struct ServerArgs {
     /// Log filter (tracing's env-filter syntax), e.g. `debug` or `misdirect=trace`.
     #[arg(long, default_value = "info", env = "MISDIRECT_LOG")]
     pub log: String,
-    /// Seconds a client has to finish the TLS handshake (1 to 86400).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub handshake_timeout_secs: u64,
-    /// Seconds without a request (or request body data) after which a connection is closed
-    /// (1 to 86400).
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub idle_timeout_secs: u64,
-    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients (1 to 10000).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_concurrent_streams: u32,
-    /// Largest request body accepted (bytes); larger ones get 413.
-    #[arg(long, default_value_t = 1024 * 1024)]
-    pub max_body_bytes: u64,
+    /// Seconds a client has to finish the TLS handshake, send its first bytes (cleartext) or
+    /// the HTTP/2 preface (1 to 86400) [default: the scenario's `limits`, else 10].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub handshake_timeout_secs: Option<u64>,
+    /// Seconds without a request, request body data or room to send an answer, after which a
+    /// connection (or the stalled stream) is closed (1 to 86400) [default: the scenario's
+    /// `limits`, else 60].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: Option<u64>,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients (1 to 10000) [default:
+    /// the scenario's `limits`, else 100].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_streams: Option<u32>,
+    /// Largest request body accepted (bytes); larger ones get 413 [default: the scenario's
+    /// `limits`, else 1048576].
+    #[arg(long)]
+    pub max_body_bytes: Option<u64>,
     /// Seconds in-flight requests get to finish on shutdown (0 to 3600); every connection is
-    /// closed by then, and the process exits within about half a second more.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3_600))]
-    pub shutdown_grace_secs: u64,
+    /// closed by then, and the process exits within about half a second more [default: the
+    /// scenario's `limits`, else 5].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub shutdown_grace_secs: Option<u64>,
     /// Most connections open at once over all listeners (1 to 1000000); one more is closed at
-    /// once and journaled as refused. Lowered to fit the open-files limit if that is smaller.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_connections: u32,
+    /// once and journaled as refused. Lowered to fit the open-files limit if that is smaller
+    /// [default: the scenario's `limits`, else 10000].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
     /// SETTINGS_MAX_HEADER_LIST_SIZE advertised to HTTP/2 clients, and the most header bytes
-    /// read of an HTTP/1.1 request (1024 to 16777216).
-    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
-    pub max_header_list_size: u32,
+    /// read of an HTTP/1.1 request (1024 to 16777216) [default: the scenario's `limits`, else
+    /// 65536].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub max_header_list_size: Option<u32>,
     /// Address of the control API (HTTP/1.1 + JSON); port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0", env = "MISDIRECT_CONTROL")]
     pub control: SocketAddr,
@@ -87,7 +94,54 @@ struct Options {
 }
 
 impl ServerArgs {
-    fn options(&self, default_certs_dir: PathBuf) -> Result<Options, String> {
+    /// Each limit from its flag, else the scenario's `limits`, else the default.
+    fn limits(&self, spec: &scenario::LimitsSpec) -> Limits {
+        let default = Limits::default();
+        let secs = |flag: Option<u64>, spec: Option<u64>, default: Duration| {
+            flag.or(spec).map_or(default, Duration::from_secs)
+        };
+        Limits {
+            handshake_timeout: secs(
+                self.handshake_timeout_secs,
+                spec.handshake_timeout_secs,
+                default.handshake_timeout,
+            ),
+            idle_timeout: secs(
+                self.idle_timeout_secs,
+                spec.idle_timeout_secs,
+                default.idle_timeout,
+            ),
+            max_concurrent_streams: self
+                .max_concurrent_streams
+                .or(spec.max_concurrent_streams)
+                .unwrap_or(default.max_concurrent_streams),
+            max_header_list_size: self
+                .max_header_list_size
+                .or(spec.max_header_list_size)
+                .unwrap_or(default.max_header_list_size),
+            max_body_bytes: self
+                .max_body_bytes
+                .or(spec.max_body_bytes)
+                .unwrap_or(default.max_body_bytes),
+            shutdown_grace: secs(
+                self.shutdown_grace_secs,
+                spec.shutdown_grace_secs,
+                default.shutdown_grace,
+            ),
+            max_connections: fit_open_files(
+                self.max_connections
+                    .or(spec.max_connections)
+                    .map_or(default.max_connections, |n| n as usize),
+            ),
+        }
+    }
+
+    fn options(
+        &self,
+        scenario: &Scenario,
+        default_certs_dir: PathBuf,
+        load: scenario::LoadOptions,
+    ) -> Result<Options, String> {
         if !self.no_control && !self.control.ip().is_loopback() && !self.control_allow_remote {
             return Err(format!(
                 "--control {}: not a loopback address; add --control-allow-remote (and a --control-token) to expose the control API",
@@ -98,21 +152,14 @@ impl ServerArgs {
             certs_dir: self.certs_dir.clone().unwrap_or(default_certs_dir),
             reuse_ca: self.reuse_ca,
             journal_path: self.journal.clone(),
-            limits: Limits {
-                handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
-                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
-                max_concurrent_streams: self.max_concurrent_streams,
-                max_body_bytes: self.max_body_bytes,
-                shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
-                max_header_list_size: self.max_header_list_size,
-                max_connections: fit_open_files(self.max_connections as usize),
-            },
+            limits: self.limits(&scenario.limits),
             bind_all: self.bind_all,
             base_port: self.base_port,
         };
         let control = (!self.no_control).then(|| ControlOptions {
             address: self.control,
             token: self.control_token.clone(),
+            load,
         });
         Ok(Options { serve, control })
     }
@@ -188,9 +235,10 @@ fn prepare(
     file: &std::path::Path,
     server: &ServerArgs,
     default_certs_dir: PathBuf,
+    load: &scenario::LoadOptions,
 ) -> Option<(Scenario, Options, tokio::runtime::Runtime)> {
     init_logging(server.log_format, &server.log);
-    let scenario = match scenario::from_path(file) {
+    let scenario = match scenario::from_path_with(file, load) {
         Ok((scenario, diagnostics)) => {
             for warning in &diagnostics.warnings {
                 tracing::warn!("{}: {warning}", file.display());
@@ -204,7 +252,18 @@ fn prepare(
             return None;
         }
     };
-    let options = match server.options(default_certs_dir) {
+    // A scenario loaded later through the control API reads its body files from the same
+    // folder as this one.
+    let reload = scenario::LoadOptions {
+        base_dir: Some(
+            std::path::absolute(file)
+                .ok()
+                .and_then(|f| f.parent().map(std::path::Path::to_path_buf))
+                .unwrap_or_else(|| PathBuf::from(".")),
+        ),
+        ..load.clone()
+    };
+    let options = match server.options(&scenario, default_certs_dir, reload) {
         Ok(options) => options,
         Err(err) => {
             eprintln!("misdirect: {err}");
@@ -257,9 +316,9 @@ async fn start(command: &str, scenario: Scenario, options: Options) -> Option<(S
     Some((signals, harness))
 }
 
-pub(super) fn serve(args: ServeArgs) -> ExitCode {
+pub(super) fn serve(args: ServeArgs, load: &scenario::LoadOptions) -> ExitCode {
     let Some((scenario, options, runtime)) =
-        prepare(&args.file, &args.server, PathBuf::from("certs"))
+        prepare(&args.file, &args.server, PathBuf::from("certs"), load)
     else {
         return ExitCode::FAILURE;
     };
@@ -274,13 +333,27 @@ pub(super) fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(path) = &args.ready_file
-            && let Err(err) = crate::pki::write_atomic(path, format!("{line}\n").as_bytes(), 0o644)
-        {
-            eprintln!("misdirect serve: --ready-file: {err}");
-            server.shutdown("could not write the ready file").await;
-            return ExitCode::FAILURE;
-        }
+        // Written atomically and locked for as long as this server runs: a second server
+        // given the same path is refused instead of replacing this one's line.
+        let _ready_file = match &args.ready_file {
+            Some(path) => {
+                let written = crate::pki::write_atomic_owned(
+                    path,
+                    format!("{line}\n").as_bytes(),
+                    0o644,
+                    "is serving with this ready file; give each server its own --ready-file",
+                );
+                match written {
+                    Ok(lock) => lock,
+                    Err(err) => {
+                        eprintln!("misdirect serve: --ready-file {err}");
+                        server.shutdown("could not write the ready file").await;
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            None => None,
+        };
         {
             let mut stdout = std::io::stdout().lock();
             // A launcher that closed our stdout does not stop the server.
@@ -313,7 +386,7 @@ fn log_listening(server: &Harness) {
     }
 }
 
-pub(super) fn run(args: RunArgs) -> ExitCode {
+pub(super) fn run(args: RunArgs, load: &scenario::LoadOptions) -> ExitCode {
     let private_certs = args.server.certs_dir.is_none().then(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -323,7 +396,7 @@ pub(super) fn run(args: RunArgs) -> ExitCode {
     let default_certs = private_certs
         .clone()
         .unwrap_or_else(|| PathBuf::from("certs"));
-    let Some((scenario, options, runtime)) = prepare(&args.file, &args.server, default_certs)
+    let Some((scenario, options, runtime)) = prepare(&args.file, &args.server, default_certs, load)
     else {
         return ExitCode::FAILURE;
     };

@@ -1,22 +1,32 @@
 //! The scenario file: what to serve, when to misdirect, what the client should do and what
 //! a correct client is expected to have done.
 //!
-//! The types here are the file format itself (serde + schemars). Reading a file with precise,
-//! multi-error diagnostics lives in `load` ([`from_path`], [`from_bytes`]); cross-reference
-//! checks in `validate` ([`validate()`]); the relative/absolute time syntax of validity
-//! windows in `when` ([`TimeSpec`]).
+//! The types here are the file format itself (serde + schemars). Every object of the format
+//! rejects unknown keys at their JSON path — structs by `deny_unknown_fields`, the object form
+//! of [`CountRange`] by hand, and one-key enum objects (`{"respond": {…}}`) through `tagged`.
+//! Reading a file with precise, multi-error diagnostics lives in `load` ([`from_path`],
+//! [`from_path_with`], [`from_bytes`]), which also reads `body_file`s (the only other files a
+//! scenario names); cross-reference checks in `validate` ([`validate()`]); the
+//! relative/absolute time syntax of validity windows in `when` ([`TimeSpec`]).
 
 mod load;
+mod strict;
+mod tagged;
 mod validate;
 mod when;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use load::{Diagnostics, Issue, LoadError, from_bytes, from_path, from_value};
+pub use load::{
+    Diagnostics, Issue, LoadError, LoadOptions, MAX_BODY_FILE_BYTES, from_bytes, from_bytes_with,
+    from_path, from_path_with, from_value, from_value_with,
+};
 pub use validate::validate;
 pub use when::{TimeSpec, TimeSpecError};
 
@@ -53,6 +63,81 @@ pub struct Scenario {
     /// What a correct client will have done, checked against the journal.
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// The server's protective limits for this scenario; a flag given to `serve` or `run`
+    /// wins over the scenario, which wins over the default.
+    #[serde(default, skip_serializing_if = "LimitsSpec::is_empty")]
+    pub limits: LimitsSpec,
+}
+
+/// Protective limits, each with a default an ordinary test suite never meets (the README's
+/// limits table); absent means the default (or the flag).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Seconds to finish the TLS handshake, send the first bytes (cleartext) or the HTTP/2
+    /// preface (1 to 86400; default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout_secs: Option<u64>,
+    /// Seconds without a request, body data, or room to send an answer, after which a
+    /// connection (or the stalled stream) is closed (1 to 86400; default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS (1 to 10000; default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_streams: Option<u32>,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, and the HTTP/1.1 header bytes (1024 to 16777216;
+    /// default 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_list_size: Option<u32>,
+    /// Largest request body (bytes); larger ones get 413 (default 1048576).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// Seconds in-flight requests get to finish on shutdown (0 to 3600; default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Most connections open at once over all listeners (1 to 1000000; default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+}
+
+impl LimitsSpec {
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        self == &LimitsSpec::default()
+    }
+
+    /// Each limit's name, value (if set) and allowed range, for validation.
+    pub fn ranges(&self) -> [(&'static str, Option<u64>, u64, u64); 7] {
+        [
+            (
+                "handshake_timeout_secs",
+                self.handshake_timeout_secs,
+                1,
+                86_400,
+            ),
+            ("idle_timeout_secs", self.idle_timeout_secs, 1, 86_400),
+            (
+                "max_concurrent_streams",
+                self.max_concurrent_streams.map(u64::from),
+                1,
+                10_000,
+            ),
+            (
+                "max_header_list_size",
+                self.max_header_list_size.map(u64::from),
+                1024,
+                16_777_216,
+            ),
+            ("max_body_bytes", self.max_body_bytes, 0, u64::MAX),
+            ("shutdown_grace_secs", self.shutdown_grace_secs, 0, 3_600),
+            (
+                "max_connections",
+                self.max_connections.map(u64::from),
+                1,
+                1_000_000,
+            ),
+        ]
+    }
 }
 
 /// The CA section.
@@ -254,7 +339,7 @@ impl Alpn {
 
 /// What a listener presents when SNI does not select a host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields, remote = "Self")]
 pub enum SniFallback {
     /// Fail the handshake (rustls sends an `access_denied` alert).
     #[default]
@@ -262,6 +347,8 @@ pub enum SniFallback {
     /// Present this named certificate (it may deliberately not cover the name).
     Certificate(String),
 }
+
+tagged::one_key_enum!(SniFallback);
 
 /// A virtual host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -295,9 +382,34 @@ pub struct ResponseSpec {
     /// Response headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    /// Response body (UTF-8).
+    /// Response body (UTF-8). Leave it out for an empty body, or give `body_file` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Response body read from this file (any bytes, binary allowed, at most 64 MiB), once,
+    /// when the scenario is loaded. A relative path is resolved against the scenario file's
+    /// folder, and the file must lie inside that folder unless the loader is told to allow
+    /// files outside it. Not together with `body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_file: Option<PathBuf>,
+    /// The contents of `body_file`, read by the loader; not part of the file format.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub file_body: Option<Bytes>,
+}
+
+impl ResponseSpec {
+    /// The response body: `body` if given, else the contents of `body_file` (shared, not
+    /// copied), else `None`.
+    pub fn body_bytes(&self) -> Option<Bytes> {
+        body_bytes(self.body.as_deref(), self.file_body.as_ref())
+    }
+}
+
+fn body_bytes(body: Option<&str>, file_body: Option<&Bytes>) -> Option<Bytes> {
+    match body {
+        Some(text) => Some(Bytes::copy_from_slice(text.as_bytes())),
+        None => file_body.cloned(),
+    }
 }
 
 fn default_any_path() -> String {
@@ -398,11 +510,12 @@ pub struct HeaderMatch {
 }
 
 /// A whole-number condition: an exact number or an inclusive range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(
-    untagged,
-    expecting = "expected a whole number or an object {\"min\": N, \"max\": M}"
-)]
+///
+/// The object form rejects unknown keys like every other object of the format (a misspelt
+/// `"maxx"` would otherwise silently mean "no upper bound"), so it is deserialized by hand:
+/// an untagged enum would accept any object and lose the path of the bad key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
 pub enum CountRange {
     /// Exactly this number.
     Exactly(u64),
@@ -415,6 +528,77 @@ pub enum CountRange {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<u64>,
     },
+}
+
+/// The object form of [`CountRange`], as the file spells it (and as the schema shows it).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(inline)]
+struct Bounds {
+    /// Lowest accepted value.
+    min: Option<u64>,
+    /// Highest accepted value.
+    max: Option<u64>,
+}
+
+/// The forms of [`CountRange`], for the schema only.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum CountRangeForm {
+    /// Exactly this number.
+    Exactly(u64),
+    /// Between `min` and `max`, both inclusive and both optional.
+    Between(Bounds),
+}
+
+const COUNT_RANGE_EXPECTED: &str = "a whole number or an object {\"min\": N, \"max\": M}";
+
+impl<'de> Deserialize<'de> for CountRange {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = CountRange;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(COUNT_RANGE_EXPECTED)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<CountRange, E> {
+                Ok(CountRange::Exactly(n))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<CountRange, A::Error> {
+                // Through the caller's own map access, so that an unknown key's error carries
+                // its path (serde_path_to_error follows the keys).
+                let Bounds { min, max } =
+                    Bounds::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(CountRange::Between { min, max })
+            }
+        }
+
+        de.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for CountRange {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CountRange".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = CountRangeForm::json_schema(generator);
+        schema.insert(
+            "description".to_owned(),
+            "A whole-number condition: an exact number or an inclusive range {\"min\": N, \"max\": M} (both optional, both inclusive)."
+                .into(),
+        );
+        schema
+    }
 }
 
 impl CountRange {
@@ -431,7 +615,7 @@ impl CountRange {
 
 /// What the server does with a matching request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields, remote = "Self")]
 pub enum Action {
     /// Answer with this response (`421` is just a status).
     Respond(RespondAction),
@@ -444,6 +628,8 @@ pub enum Action {
     Close,
 }
 
+tagged::one_key_enum!(Action);
+
 /// A scripted response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -453,9 +639,28 @@ pub struct RespondAction {
     /// Response headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    /// Response body; a 421 without one gets a short explanation.
+    /// Response body (UTF-8); a 421 without one (and without `body_file`) gets a short
+    /// explanation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Response body read from this file (any bytes, binary allowed, at most 64 MiB), once,
+    /// when the scenario is loaded. A relative path is resolved against the scenario file's
+    /// folder, and the file must lie inside that folder unless the loader is told to allow
+    /// files outside it. Not together with `body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_file: Option<PathBuf>,
+    /// The contents of `body_file`, read by the loader; not part of the file format.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub file_body: Option<Bytes>,
+}
+
+impl RespondAction {
+    /// The response body: `body` if given, else the contents of `body_file` (shared, not
+    /// copied), else `None`.
+    pub fn body_bytes(&self) -> Option<Bytes> {
+        body_bytes(self.body.as_deref(), self.file_body.as_ref())
+    }
 }
 
 /// RST_STREAM parameters.
@@ -542,13 +747,15 @@ pub struct ClientPlan {
 
 /// One step of a client plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields, remote = "Self")]
 pub enum ClientStep {
     /// Make a request and wait for its response (retries are the client's business).
     Request(PlannedRequest),
     /// Wait this many milliseconds.
     PauseMs(u64),
 }
+
+tagged::one_key_enum!(ClientStep);
 
 /// A request of a client plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -577,7 +784,7 @@ fn default_method() -> String {
 
 /// Something a correct client will have done; evaluated against the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields, remote = "Self")]
 pub enum Expectation {
     /// Every request answered with the signal (421 by default) was retried (same method,
     /// authority, path and body) on a different connection.
@@ -603,6 +810,8 @@ pub enum Expectation {
     /// The number of requests received lies in the range.
     Requests(CountRange),
 }
+
+tagged::one_key_enum!(Expectation);
 
 /// Parameters of `retried_on_new_connection`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -752,6 +961,111 @@ mod tests {
         assert!(!path_matches("/static/*", "/other"));
         assert!(path_matches("/a", "/a?x=1"));
         assert!(!path_matches("/a", "/ab"));
+    }
+
+    #[test]
+    fn one_key_objects_read_from_text_too() {
+        // Not only through serde_json::Value (the loader's way) but straight from text.
+        let action: Action = serde_json::from_str(r#"{"respond": {"status": 421}}"#).expect("ok");
+        assert!(matches!(
+            action,
+            Action::Respond(RespondAction { status: 421, .. })
+        ));
+        assert_eq!(
+            serde_json::from_str::<Action>(r#""close""#).expect("ok"),
+            Action::Close
+        );
+        let err = serde_json::from_str::<Action>(r#"{"respond": {"status": 421}, "x": 1}"#)
+            .expect_err("two keys");
+        assert!(
+            err.to_string()
+                .starts_with("unexpected second key `x`: this object takes exactly one key, one of `respond`, `reset_stream`, `goaway`, `close`"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<ClientStep>("{}").expect_err("no key");
+        assert!(
+            err.to_string()
+                .starts_with("an empty object: give exactly one key, one of `request`, `pause_ms`"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<SniFallback>("7").expect_err("a number");
+        assert!(
+            err.to_string().starts_with(
+                "invalid type: integer `7`, expected a string or an object with one key, one of `reject`, `certificate`"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_key_objects_serialize_as_derived() {
+        for (value, json) in [
+            (
+                serde_json::to_value(Action::Close).expect("ok"),
+                serde_json::json!("close"),
+            ),
+            (
+                serde_json::to_value(ClientStep::PauseMs(5)).expect("ok"),
+                serde_json::json!({"pause_ms": 5}),
+            ),
+            (
+                serde_json::to_value(SniFallback::Certificate("a".into())).expect("ok"),
+                serde_json::json!({"certificate": "a"}),
+            ),
+            (
+                serde_json::to_value(Expectation::Requests(CountRange::Exactly(2))).expect("ok"),
+                serde_json::json!({"requests": 2}),
+            ),
+        ] {
+            assert_eq!(value, json);
+        }
+    }
+
+    #[test]
+    fn count_ranges_read_from_text_reject_unknown_keys() {
+        assert_eq!(
+            serde_json::from_str::<CountRange>(r#"{"min": 1}"#).expect("ok"),
+            CountRange::Between {
+                min: Some(1),
+                max: None
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<CountRange>("4").expect("ok"),
+            CountRange::Exactly(4)
+        );
+        let err = serde_json::from_str::<CountRange>(r#"{"min": 1, "maxx": 2}"#).expect_err("typo");
+        assert!(
+            err.to_string()
+                .starts_with("unknown field `maxx`, expected `min` or `max`"),
+            "{err}"
+        );
+        for bad in ["-1", "1.5", "\"2\"", "[1, 2]", "null"] {
+            let err = serde_json::from_str::<CountRange>(bad).expect_err(bad);
+            assert!(
+                err.to_string()
+                    .contains(r#"expected a whole number or an object {"min": N, "max": M}"#),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn body_bytes_prefers_the_inline_body() {
+        let mut response = ResponseSpec {
+            path: "*".into(),
+            status: 200,
+            headers: BTreeMap::new(),
+            body: None,
+            body_file: Some("x.bin".into()),
+            file_body: Some(Bytes::from_static(b"\x00file")),
+        };
+        assert_eq!(response.body_bytes().as_deref(), Some(&b"\x00file"[..]));
+        response.body = Some("inline".into());
+        assert_eq!(response.body_bytes().as_deref(), Some(&b"inline"[..]));
+        response.body = None;
+        response.file_body = None;
+        assert_eq!(response.body_bytes(), None);
     }
 
     #[test]

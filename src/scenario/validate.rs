@@ -58,6 +58,16 @@ pub fn validate(scenario: &Scenario) -> Findings {
             }
         }
     }
+    for (field, value, min, max) in scenario.limits.ranges() {
+        if let Some(value) = value
+            && !(min..=max).contains(&value)
+        {
+            out.error(
+                format!("limits.{field}"),
+                format!("{value} is out of range: expected {min} to {max}"),
+            );
+        }
+    }
     if let Some(plan) = &scenario.client {
         for (index, step) in plan.steps.iter().enumerate() {
             if let ClientStep::Request(request) = step {
@@ -406,7 +416,23 @@ fn check_hosts(
             check_path_pattern(&response.path, &format!("{rpath}.path"), out);
             check_status(response.status, &format!("{rpath}.status"), out);
             check_headers(&response.headers, &format!("{rpath}.headers"), out);
+            check_one_body(&response.body, &response.body_file, &rpath, out);
         }
+    }
+}
+
+/// A response's body is given inline or read from a file, not both.
+fn check_one_body(
+    body: &Option<String>,
+    body_file: &Option<std::path::PathBuf>,
+    path: &str,
+    out: &mut Findings,
+) {
+    if body.is_some() && body_file.is_some() {
+        out.error(
+            format!("{path}.body_file"),
+            format!("give either {path}.body or {path}.body_file, not both"),
+        );
     }
 }
 
@@ -533,6 +559,12 @@ fn check_action(action: &Action, path: &str, out: &mut Findings) {
         Action::Respond(respond) => {
             check_status(respond.status, &format!("{path}.respond.status"), out);
             check_headers(&respond.headers, &format!("{path}.respond.headers"), out);
+            check_one_body(
+                &respond.body,
+                &respond.body_file,
+                &format!("{path}.respond"),
+                out,
+            );
         }
         Action::Goaway(goaway) if goaway.graceful && goaway.code != super::ErrorCode::NoError => {
             out.error(

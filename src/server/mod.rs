@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::{Engine, Route};
 use crate::journal::{EventKind, Journal};
-use crate::pki::{Manifest, Pki, PkiError};
+use crate::pki::{Lease, Manifest, Pki, PkiError};
 pub use crate::ready::{Ready, ReadyListener};
 use crate::scenario::{ListenerSpec, Scenario};
 use crate::tls::{self, TlsError};
@@ -125,13 +125,21 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// The journal file could not be created.
-    #[error("--journal {path}: cannot create the file: {source} (does its folder exist?)")]
+    #[error("--journal {path}: {}", journal_problem(source))]
     Journal {
         /// The file.
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+fn journal_problem(source: &std::io::Error) -> String {
+    if source.kind() == std::io::ErrorKind::ResourceBusy {
+        source.to_string()
+    } else {
+        format!("cannot create the file: {source} (does its folder exist?)")
+    }
 }
 
 /// The scenario in force and what was built from it; replaced whole by a reload, so that a
@@ -195,8 +203,9 @@ impl std::ops::Deref for Server {
 pub struct Handle {
     shared: Arc<Shared>,
     ready: Arc<Ready>,
-    options: Arc<ServeOptions>,
     ca_pem: Arc<str>,
+    /// This server's share of the certificate folder, held while any handle lives.
+    lease: Arc<Lease>,
 }
 
 /// Why a scenario could not be loaded into a running server.
@@ -245,6 +254,7 @@ pub struct Bound {
     scenario: Arc<Scenario>,
     options: ServeOptions,
     pki: Pki,
+    lease: Lease,
     journal: Journal,
     listeners: Vec<(ListenerSpec, TcpListener)>,
     ready: Ready,
@@ -295,7 +305,7 @@ impl Bound {
             shared,
             ready: Arc::new(self.ready),
             ca_pem: Arc::from(self.pki.ca.cert_pem.as_str()),
-            options: Arc::new(self.options),
+            lease: Arc::new(self.lease),
         };
         Ok(Server { handle, tracker })
     }
@@ -313,15 +323,20 @@ impl Server {
     /// real ports.
     pub async fn bind(scenario: Scenario, options: ServeOptions) -> Result<Bound, ServeError> {
         let scenario = Arc::new(scenario);
-        let reuse = (options.reuse_ca || scenario.ca.reuse).then_some(options.certs_dir.as_path());
-        let pki = Pki::generate(&scenario, reuse, time::OffsetDateTime::now_utc())?;
-        let manifest = pki.write(&options.certs_dir)?;
+        // The journal first: a server refused its journal leaves no certificates behind.
         let journal = Journal::new(options.journal_path.as_deref()).map_err(|source| {
             ServeError::Journal {
                 path: options.journal_path.clone().unwrap_or_default(),
                 source,
             }
         })?;
+        let reuse = options.reuse_ca || scenario.ca.reuse;
+        let (lease, pki, manifest) = Lease::take(
+            &scenario,
+            &options.certs_dir,
+            reuse,
+            time::OffsetDateTime::now_utc(),
+        )?;
 
         let mut bound: Vec<(ListenerSpec, TcpListener, SocketAddr)> = Vec::new();
         let mut next_base_port = options.base_port;
@@ -365,11 +380,12 @@ impl Server {
                 alpn: spec.alpn.clone(),
             })
             .collect();
-        let ready = ready_info(&scenario, listeners, &manifest, &options);
+        let ready = ready_info(&scenario, listeners, &manifest, &options, lease.files_dir());
         Ok(Bound {
             scenario,
             options,
             pki,
+            lease,
             journal,
             listeners: bound.into_iter().map(|(spec, l, _)| (spec, l)).collect(),
             ready,
@@ -499,15 +515,12 @@ impl Handle {
         }
         let regenerate = scenario.certificates != current.certificates;
         let scenario = Arc::new(scenario);
-        let pki = Pki::generate(
-            &scenario,
-            Some(self.options.certs_dir.as_path()),
-            time::OffsetDateTime::now_utc(),
-        )
-        .map_err(ServeError::from)?;
+        let pki = self
+            .lease
+            .generate(&scenario, time::OffsetDateTime::now_utc())
+            .map_err(ServeError::from)?;
         if regenerate {
-            pki.write(&self.options.certs_dir)
-                .map_err(ServeError::from)?;
+            self.lease.write(&pki).map_err(ServeError::from)?;
         }
         let active = build_active(&scenario, &pki, routes)?;
         *self.shared.engine() = Engine::with_routes(&scenario, active.routes.clone());
@@ -548,6 +561,7 @@ fn ready_info(
     listeners: Vec<ReadyListener>,
     manifest: &Manifest,
     options: &ServeOptions,
+    files_dir: &Path,
 ) -> Ready {
     let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     let certificates = manifest
@@ -567,7 +581,7 @@ fn ready_info(
         scenario: scenario.name.clone(),
         listeners,
         ca: absolute(&manifest.ca.cert),
-        certs_dir: absolute(&options.certs_dir),
+        certs_dir: absolute(files_dir),
         certificates,
         journal: options.journal_path.as_deref().map(absolute),
         control: None,

@@ -218,6 +218,32 @@ impl H2Client {
         }
     }
 
+    /// The DATA of `stream` up to END_STREAM, giving back the window as it reads (stream and
+    /// connection), as a reading client does.
+    pub async fn read_body(&mut self, stream: u32) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            match self.next().await {
+                Seen::Data {
+                    data, end_stream, ..
+                } => {
+                    body.extend_from_slice(&data);
+                    let n = u32::try_from(data.len()).expect("frame size");
+                    if n > 0 {
+                        self.send(frame::WindowUpdate::new(StreamId::from(stream), n).into())
+                            .await;
+                        self.send(frame::WindowUpdate::new(StreamId::zero(), n).into())
+                            .await;
+                    }
+                    if end_stream {
+                        return body;
+                    }
+                }
+                other => panic!("expected DATA of stream {stream}, got {other:?}"),
+            }
+        }
+    }
+
     /// Every frame until the server closes.
     pub async fn until_closed(&mut self) -> Vec<Seen> {
         let mut seen = Vec::new();

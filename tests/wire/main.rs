@@ -571,6 +571,32 @@ async fn h2_a_body_goes_out_only_as_the_clients_window_allows() {
     );
 }
 
+/// A `body_file` is served byte for byte (any bytes), the same shared body for every answer.
+#[tokio::test]
+async fn h2_a_body_file_is_served_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(dir.path().join("blob.bin"), &bytes).expect("write body file");
+    let file = dir.path().join("scenario.json");
+    std::fs::write(
+        &file,
+        r#"{"listeners": [{"name": "plain", "tls": false}],
+            "hosts": [{"names": ["a.test"], "responses": [{"path": "/blob", "body_file": "blob.bin"}]}]}"#,
+    )
+    .expect("write scenario");
+    let (scenario, _) = scenario::from_path(&file).expect("scenario");
+    let server = Server::start(scenario, options(&dir, Limits::default()))
+        .await
+        .expect("server starts");
+    for _ in 0..2 {
+        let mut client = H2Client::connect(address(&server)).await;
+        let stream = client.get("a.test", "/blob").await;
+        assert_eq!(client.next().await.status(), Some(200));
+        let body = client.read_body(stream).await;
+        assert!(body == bytes, "the body differs from the file");
+    }
+}
+
 /// A window opened in full gets the whole body, end to end, in order.
 #[tokio::test]
 async fn h2_a_body_larger_than_the_window_arrives_whole_as_the_window_opens() {
@@ -589,30 +615,7 @@ async fn h2_a_body_larger_than_the_window_arrives_whole_as_the_window_opens() {
     let mut client = H2Client::connect(address(&server)).await;
     let stream = client.get("a.test", "/big").await;
     assert_eq!(client.next().await.status(), Some(200));
-    let mut body = Vec::new();
-    loop {
-        match client.next().await {
-            Seen::Data {
-                data, end_stream, ..
-            } => {
-                body.extend_from_slice(&data);
-                // Give back what was read, stream and connection, as a reading client does.
-                let n = u32::try_from(data.len()).expect("frame size");
-                if n > 0 {
-                    client
-                        .send(h2::frame::WindowUpdate::new(StreamId::from(stream), n).into())
-                        .await;
-                    client
-                        .send(h2::frame::WindowUpdate::new(StreamId::zero(), n).into())
-                        .await;
-                }
-                if end_stream {
-                    break;
-                }
-            }
-            other => panic!("expected DATA, got {other:?}"),
-        }
-    }
+    let body = client.read_body(stream).await;
     assert_eq!(body, big.as_bytes());
 }
 
