@@ -3,6 +3,16 @@
 //!
 //! Tests and expectations assert on these events, never on log text.
 //!
+//! What is recorded when, for which reader:
+//! - **In memory** an event is recorded before the server acts on it: a request is in the
+//!   journal before its answer is sent. The control API (`/journal`, `/verdict`), `misdirect
+//!   run`'s verdict and embedding code read this.
+//! - **The NDJSON file** is written by a writer thread that takes whatever lines have queued
+//!   up and writes them in one go (group commit), so no request waits for the disk. A line
+//!   reaches the file a thread wake-up after it is recorded (microseconds; under load, one
+//!   `write` carries many events); [`Journal::flush`] — called at shutdown — returns once
+//!   every event recorded before it is in the file and synced.
+//!
 //! Memory is bounded: events are kept in memory as their NDJSON lines, at most
 //! [`MEMORY_LIMIT_BYTES`] of them, the oldest dropped first; the file, when there is one,
 //! keeps every event, numbered without gaps. [`Journal::window`] says how many events a
@@ -12,7 +22,9 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -313,8 +325,7 @@ struct Inner {
     evicted_through: u64,
     /// The NDJSON line being written, reused.
     line: Vec<u8>,
-    sink: Option<BufWriter<File>>,
-    sink_error: Option<String>,
+    sink: Option<FileSink>,
     /// Holds the file's lock (a duplicate of the sink's descriptor) even after a failed
     /// write closed the sink, so that no second server starts writing the same file.
     _lock: Option<File>,
@@ -354,7 +365,7 @@ impl Journal {
         let (sink, lock) = match path {
             Some(path) => {
                 let (file, lock) = open_locked(path)?;
-                (Some(BufWriter::new(file)), lock)
+                (Some(FileSink::start(file)?), lock)
             }
             None => (None, None),
         };
@@ -369,7 +380,6 @@ impl Journal {
                 evicted_through: 0,
                 line: Vec::new(),
                 sink,
-                sink_error: None,
                 _lock: lock,
             }),
         })
@@ -380,8 +390,8 @@ impl Journal {
         self.started.elapsed().as_secs_f64() * 1000.0
     }
 
-    /// Records an event; returns its sequence number. Each line is flushed to the file at
-    /// once, so a killed server loses nothing already recorded.
+    /// Records an event; returns its sequence number. It is in memory when this returns, and
+    /// in the file a moment later (see the module's documentation).
     pub fn record(&self, kind: EventKind) -> u64 {
         let mut inner = self.lock();
         // Read the clocks under the lock, so that time follows the sequence numbers.
@@ -401,24 +411,15 @@ impl Journal {
         inner.line.clear();
         let serialized = serde_json::to_writer(&mut inner.line, &event);
         inner.line.push(b'\n');
-        let ok = serialized.is_ok();
-        let written = inner.sink.as_mut().map(|sink| {
-            serialized
-                .map_err(std::io::Error::from)
-                .and_then(|()| sink.write_all(&inner.line))
-                .and_then(|()| sink.flush())
-        });
-        if let Some(Err(err)) = written {
-            // Keep serving and keep the in-memory journal; say so once, loudly.
-            tracing::error!(error = %err, "journal file write failed; events stay in memory only");
-            inner.sink = None;
-            inner.sink_error = Some(err.to_string());
-        }
-        if ok {
+        if serialized.is_ok() {
             let stored = Stored {
                 seq,
                 line: Arc::from(inner.line.as_slice()),
             };
+            if let Some(sink) = &inner.sink {
+                // Sent under the lock, so the file keeps the order of the sequence numbers.
+                sink.send(Line::Event(Arc::clone(&stored.line)));
+            }
             inner.bytes += stored.cost();
             inner.events.push_back(stored);
         } else {
@@ -525,15 +526,31 @@ impl Journal {
 
     /// Why writing the file stopped, if it did.
     pub fn sink_error(&self) -> Option<String> {
-        self.lock().sink_error.clone()
+        let inner = self.lock();
+        let sink = inner.sink.as_ref()?;
+        sink.error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
-    /// Flushes the file.
+    /// Returns once every event recorded before the call is written to the file and synced
+    /// to disk (at once without a file).
     pub fn flush(&self) -> std::io::Result<()> {
-        match self.lock().sink.as_mut() {
-            Some(sink) => sink.get_ref().sync_data(),
-            None => Ok(()),
+        let (done, written) = mpsc::sync_channel(1);
+        {
+            let inner = self.lock();
+            let Some(sink) = &inner.sink else {
+                return Ok(());
+            };
+            sink.send(Line::Flush(done));
         }
+        // The writer answers every flush it receives; if it is gone, so is the file.
+        written.recv().unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the journal's writer thread has stopped",
+            ))
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -542,6 +559,105 @@ impl Journal {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What the writer thread is handed.
+enum Line {
+    /// An event's NDJSON line (shared with the in-memory journal).
+    Event(Arc<[u8]>),
+    /// Write out and sync everything before this, then answer.
+    Flush(mpsc::SyncSender<std::io::Result<()>>),
+}
+
+/// The journal file and the thread that writes it.
+struct FileSink {
+    /// `None` only while dropping.
+    lines: Option<mpsc::Sender<Line>>,
+    writer: Option<JoinHandle<()>>,
+    /// Why writing stopped, if it did.
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl FileSink {
+    fn start(file: File) -> std::io::Result<FileSink> {
+        let (lines, queue) = mpsc::channel();
+        let error = Arc::new(Mutex::new(None));
+        let failed = Arc::clone(&error);
+        let writer = std::thread::Builder::new()
+            .name("misdirect-journal".to_owned())
+            .spawn(move || write_lines(file, &queue, &failed))?;
+        Ok(FileSink {
+            lines: Some(lines),
+            writer: Some(writer),
+            error,
+        })
+    }
+
+    fn send(&self, line: Line) {
+        if let Some(lines) = &self.lines {
+            // Fails only once the writer has stopped, which it has said.
+            let _ = lines.send(line);
+        }
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer write what is left and end.
+        self.lines = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread: waits for a line, takes every other one already queued, writes them
+/// with one `write` (group commit), and answers flushes once the lines before them are
+/// synced. A failed write stops the file (the in-memory journal goes on) and says so once.
+fn write_lines(file: File, queue: &mpsc::Receiver<Line>, failed: &Mutex<Option<String>>) {
+    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    let mut broken = false;
+    // Keeps serving and keeps the in-memory journal; says so once, loudly.
+    let mut stop = |err: std::io::Error, broken: &mut bool| {
+        if !*broken {
+            *broken = true;
+            tracing::error!(error = %err, "journal file write failed; events stay in memory only");
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.to_string());
+        }
+    };
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(line) = next.take() {
+            match line {
+                Line::Event(line) => {
+                    if !broken && let Err(err) = out.write_all(&line) {
+                        stop(err, &mut broken);
+                    }
+                }
+                Line::Flush(done) => {
+                    if !broken
+                        && let Err(err) = out.flush().and_then(|()| out.get_ref().sync_data())
+                    {
+                        stop(err, &mut broken);
+                    }
+                    let answer = if broken {
+                        let why = failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        Err(std::io::Error::other(why.unwrap_or_default()))
+                    } else {
+                        Ok(())
+                    };
+                    let _ = done.send(answer);
+                }
+            }
+            next = queue.try_recv().ok();
+        }
+        if !broken && let Err(err) = out.flush() {
+            stop(err, &mut broken);
+        }
+    }
+    if !broken {
+        let _ = out.flush();
     }
 }
 
@@ -600,6 +716,7 @@ mod tests {
                 reason: format!("r{i}"),
             });
         }
+        journal.flush().expect("flushed");
         let text = std::fs::read_to_string(&path).expect("file");
         let events = read_ndjson(&text).expect("parses back");
         assert_eq!(events, journal.snapshot());
@@ -653,6 +770,7 @@ mod tests {
                 .sum::<usize>()
         );
 
+        journal.flush().expect("flushed");
         let text = std::fs::read_to_string(&path).expect("file");
         let all = read_ndjson(&text).expect("parses back");
         assert_eq!(seqs(&all), (1..=25).collect::<Vec<_>>());
@@ -742,6 +860,7 @@ mod tests {
         let path = dir.path().join("journal.ndjson");
         let first = Journal::new(Some(&path)).expect("journal");
         first.record(shutdown(1));
+        first.flush().expect("flushed");
         let err = Journal::new(Some(&path))
             .err()
             .expect("a second writer must be refused");
@@ -764,6 +883,7 @@ mod tests {
         // Free again once the first is gone; truncated for the new run.
         let second = Journal::new(Some(&path)).expect("the lock went with the first journal");
         second.record(shutdown(3));
+        second.flush().expect("flushed");
         let written = read_ndjson(&std::fs::read_to_string(&path).expect("file")).expect("parses");
         assert_eq!(written.len(), 1);
         assert_eq!(written[0].seq, 1);
@@ -814,6 +934,7 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].kind, request);
         // The NDJSON answer is the file, byte for byte.
+        journal.flush().expect("flushed");
         let (ndjson, dropped) = journal.ndjson_since(0);
         assert_eq!(dropped, 0);
         assert_eq!(ndjson, std::fs::read(&path).expect("file"));
@@ -822,5 +943,43 @@ mod tests {
             read_ndjson(std::str::from_utf8(&tail).expect("UTF-8")).expect("parses"),
             events[1..]
         );
+    }
+
+    /// A file that cannot be written (a full disk) stops the file, not the journal: the
+    /// error is kept and reported by flush, and memory keeps recording.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failing_file_is_reported_and_memory_goes_on() {
+        let journal = Journal::new(Some(Path::new("/dev/full"))).expect("journal");
+        journal.record(shutdown(1));
+        assert!(journal.flush().is_err(), "/dev/full cannot take the line");
+        assert!(journal.sink_error().is_some());
+        journal.record(shutdown(2));
+        assert_eq!(seqs(&journal.snapshot()), [1, 2]);
+    }
+
+    /// Lines recorded from many threads reach the file whole and in sequence order.
+    #[test]
+    fn the_file_keeps_the_order_of_the_sequence_numbers_under_contention() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal.ndjson");
+        let journal = Arc::new(Journal::new(Some(&path)).expect("journal"));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let journal = Arc::clone(&journal);
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        journal.record(shutdown(t * 1000 + i));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("recorder");
+        }
+        journal.flush().expect("flushed");
+        let text = std::fs::read_to_string(&path).expect("file");
+        let all = read_ndjson(&text).expect("every line whole");
+        assert_eq!(seqs(&all), (1..=2000).collect::<Vec<_>>());
     }
 }

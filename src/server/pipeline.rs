@@ -452,8 +452,14 @@ fn header_facts(headers: &http::HeaderMap) -> Vec<(String, String)> {
 
 /// Hex SHA-256 of a body.
 fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(64);
+    for byte in digest.as_ref() {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 /// Whether a response with this status may carry content (RFC 9110 §15.3.5, §15.4.5).
