@@ -619,7 +619,7 @@ fn write_lines(file: File, queue: &mpsc::Receiver<Line>, failed: &Mutex<Option<S
     let mut out = BufWriter::with_capacity(256 * 1024, file);
     let mut broken = false;
     // Keeps serving and keeps the in-memory journal; says so once, loudly.
-    let mut stop = |err: std::io::Error, broken: &mut bool| {
+    let stop = |err: std::io::Error, broken: &mut bool| {
         if !*broken {
             *broken = true;
             tracing::error!(error = %err, "journal file write failed; events stay in memory only");
