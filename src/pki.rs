@@ -882,7 +882,9 @@ fn write_atomic_inner(
         // Locked before it is in place: nobody can find it there unlocked.
         let locked = lock && file.try_lock().is_ok();
         file.write_all(bytes)?;
-        file.sync_all()?;
+        // No fsync: readers need a whole file (the rename gives that), not one that survives
+        // a power cut — certificates are made again at every start, and forty fsyncs were
+        // most of the time a start took.
         fs::rename(&tmp, path)?;
         Ok(locked.then_some(file))
     })();

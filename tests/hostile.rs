@@ -1291,12 +1291,15 @@ fn connection_flood_2000() {
         hard.is_none_or(|h| h >= 2100),
         "the open-files hard limit ({hard:?}) is below 2,100: the flood cannot be run here"
     );
-    // 2,000 connections at once cost ~45 MB of buffers that glibc keeps after they close
-    // (RSS does not drop back), so the bound after the first round is start + 80 MB; the
-    // second round must then add less than 10 MB: what stays is reused, not leaked.
+    // 2,000 connections at once cost ~30–45 MB of buffers that glibc keeps after they close
+    // (RSS does not drop back), so the bound after each round is start + 80 MB. How much
+    // stays depends on how many handshakes were in flight at once (a round whose
+    // connections open faster peaks higher), so one round may end above another; a leak
+    // grows round after round: the third round must add less than 10 MB to the most the
+    // first two left.
     s.growth_limit_mb = 80;
     let mut after = Vec::new();
-    for round in 1..=2 {
+    for round in 1..=3 {
         let label = format!("2,000-connection flood (round {round})");
         let o = s.attack(
             "conn-flood",
@@ -1334,10 +1337,11 @@ fn connection_flood_2000() {
         after.push(s.last_rss_kb);
     }
     assert!(
-        after[1] <= after[0] + 10 * 1024,
-        "{label}: RSS after the second round {:.1} MB, after the first {:.1} MB: growing",
-        mb(after[1]),
-        mb(after[0])
+        after[2] <= after[0].max(after[1]) + 10 * 1024,
+        "{label}: RSS after the third round {:.1} MB, after the first two {:.1} and {:.1} MB: growing",
+        mb(after[2]),
+        mb(after[0]),
+        mb(after[1])
     );
 }
 

@@ -120,13 +120,39 @@ pub(crate) async fn serve(
     drop(slot);
 }
 
+/// A TLS connection: the handshake, then the protocol. The handshake's state lives in its
+/// own allocation, freed once it is done, so that an established connection does not keep
+/// room for it for the rest of its life (most of what an idle connection costs).
 async fn serve_tls(
+    shared: &Arc<Shared>,
+    active: &Active,
+    facts: ConnectionFacts,
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> (String, u64) {
+    match Box::pin(accept_tls(shared, active, facts, stream, config)).await {
+        Ok((facts, protocol, tls_stream)) => {
+            run_protocol(shared, facts, protocol, true, tls_stream).await
+        }
+        Err(closed) => closed,
+    }
+}
+
+/// The TLS handshake and ALPN: the connection's facts, protocol and stream, or why it ended.
+async fn accept_tls(
     shared: &Arc<Shared>,
     active: &Active,
     mut facts: ConnectionFacts,
     stream: TcpStream,
     config: Arc<rustls::ServerConfig>,
-) -> (String, u64) {
+) -> Result<
+    (
+        ConnectionFacts,
+        Protocol,
+        tokio_rustls::server::TlsStream<TcpStream>,
+    ),
+    (String, u64),
+> {
     let id = facts.id;
     let timeout = shared.limits.handshake_timeout;
     let failed = |sni: Option<String>, reason: String| {
@@ -135,7 +161,7 @@ async fn serve_tls(
             sni,
             reason: reason.clone(),
         });
-        (format!("tls handshake failed: {reason}"), 0)
+        Err((format!("tls handshake failed: {reason}"), 0))
     };
     let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
     // A shutdown does not wait for handshakes: they end with it.
@@ -203,15 +229,15 @@ async fn serve_tls(
                 .is_some_and(|l| l.alpn.contains(&crate::scenario::Alpn::Http11));
             if !offers_http11 {
                 // RFC 9113 §3.2: h2 over TLS needs ALPN; this listener speaks nothing else.
-                return (
+                return Err((
                     "client negotiated no ALPN and this listener offers only h2".to_owned(),
                     0,
-                );
+                ));
             }
             Protocol::Http11
         }
     };
-    run_protocol(shared, facts, protocol, true, tls_stream).await
+    Ok((facts, protocol, tls_stream))
 }
 
 async fn serve_cleartext(
@@ -272,11 +298,12 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ctx = Arc::new(ConnCtx::new(Arc::clone(shared), facts, protocol, tls));
-    let serve = async {
-        match protocol {
-            Protocol::H2 | Protocol::H2c => super::h2conn::serve(Arc::clone(&ctx), io).await,
-            Protocol::Http11 => super::http1::serve(Arc::clone(&ctx), io).await,
-        }
+    // Boxed: a connection holds the state of the one protocol it speaks, not room for the
+    // larger of the two.
+    let serve: std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> = match protocol
+    {
+        Protocol::H2 | Protocol::H2c => Box::pin(super::h2conn::serve(Arc::clone(&ctx), io)),
+        Protocol::Http11 => Box::pin(super::http1::serve(Arc::clone(&ctx), io)),
     };
     // The translators end their connections when the shutdown grace period is over; this is
     // the backstop that holds whatever they are waiting for, so that a stop always ends in
