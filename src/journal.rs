@@ -7,11 +7,12 @@
 //! - **In memory** an event is recorded before the server acts on it: a request is in the
 //!   journal before its answer is sent. The control API (`/journal`, `/verdict`), `misdirect
 //!   run`'s verdict and embedding code read this.
-//! - **The NDJSON file** is written by a writer thread that takes whatever lines have queued
-//!   up and writes them in one go (group commit), so no request waits for the disk. A line
-//!   reaches the file a thread wake-up after it is recorded (microseconds; under load, one
-//!   `write` carries many events); [`Journal::flush`] — called at shutdown — returns once
-//!   every event recorded before it is in the file and synced.
+//! - **The NDJSON file** gets the lines through a 64 KiB buffer, written out when it fills
+//!   and, by a flusher thread, [`FLUSH_DELAY`] after the first line that is not yet written
+//!   (group commit: under load one `write` carries hundreds of events, and no request waits
+//!   for a write of its own). So a line reaches the file at most [`FLUSH_DELAY`] after it is
+//!   recorded; [`Journal::flush`] — called at shutdown — returns once every event recorded
+//!   before it is in the file and synced.
 //!
 //! Memory is bounded: events are kept in memory as their NDJSON lines, at most
 //! [`MEMORY_LIMIT_BYTES`] of them, the oldest dropped first; the file, when there is one,
@@ -22,10 +23,9 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -325,7 +325,13 @@ struct Inner {
     evicted_through: u64,
     /// The NDJSON line being written, reused.
     line: Vec<u8>,
-    sink: Option<FileSink>,
+    sink: Option<BufWriter<File>>,
+    /// Why writing the file stopped, if it did.
+    sink_error: Option<String>,
+    /// Lines are in the buffer that the flusher has not written yet.
+    dirty: bool,
+    /// The journal is being dropped: the flusher writes what is left and ends.
+    closing: bool,
     /// Holds the file's lock (a duplicate of the sink's descriptor) even after a failed
     /// write closed the sink, so that no second server starts writing the same file.
     _lock: Option<File>,
@@ -345,8 +351,22 @@ pub struct Window {
 /// The journal. Shared by every connection task; cheap to record into.
 pub struct Journal {
     started: Instant,
-    inner: Mutex<Inner>,
+    state: Arc<State>,
+    flusher: Option<JoinHandle<()>>,
 }
+
+/// What the recording side and the flusher thread share.
+struct State {
+    inner: Mutex<Inner>,
+    /// Wakes the flusher: lines to write, or closing.
+    wake: Condvar,
+}
+
+/// The most a line waits in the buffer before the flusher writes it to the file.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(2);
+
+/// The buffer lines are written through (written out at once when full).
+const FILE_BUFFER_BYTES: usize = 64 * 1024;
 
 impl Journal {
     /// A journal kept in memory (at most [`MEMORY_LIMIT_BYTES`]) and, when `path` is given,
@@ -365,12 +385,16 @@ impl Journal {
         let (sink, lock) = match path {
             Some(path) => {
                 let (file, lock) = open_locked(path)?;
-                (Some(FileSink::start(file)?), lock)
+                (
+                    Some(BufWriter::with_capacity(FILE_BUFFER_BYTES, file)),
+                    lock,
+                )
             }
             None => (None, None),
         };
-        Ok(Journal {
-            started: Instant::now(),
+        let has_file = sink.is_some();
+        let state = Arc::new(State {
+            wake: Condvar::new(),
             inner: Mutex::new(Inner {
                 next_seq: 1,
                 events: VecDeque::new(),
@@ -380,8 +404,26 @@ impl Journal {
                 evicted_through: 0,
                 line: Vec::new(),
                 sink,
+                sink_error: None,
+                dirty: false,
+                closing: false,
                 _lock: lock,
             }),
+        });
+        let flusher = if has_file {
+            let shared = Arc::clone(&state);
+            Some(
+                std::thread::Builder::new()
+                    .name("misdirect-journal".to_owned())
+                    .spawn(move || flush_when_dirty(&shared))?,
+            )
+        } else {
+            None
+        };
+        Ok(Journal {
+            started: Instant::now(),
+            state,
+            flusher,
         })
     }
 
@@ -416,9 +458,17 @@ impl Journal {
                 seq,
                 line: Arc::from(inner.line.as_slice()),
             };
-            if let Some(sink) = &inner.sink {
-                // Sent under the lock, so the file keeps the order of the sequence numbers.
-                sink.send(Line::Event(Arc::clone(&stored.line)));
+            if let Some(sink) = inner.sink.as_mut() {
+                // Under the lock, so the file keeps the order of the sequence numbers; a
+                // write happens here only when the buffer is full.
+                match sink.write_all(&stored.line) {
+                    Ok(()) if !inner.dirty => {
+                        inner.dirty = true;
+                        self.state.wake.notify_one();
+                    }
+                    Ok(()) => {}
+                    Err(err) => inner.stop_file(&err),
+                }
             }
             inner.bytes += stored.cost();
             inner.events.push_back(stored);
@@ -526,33 +576,38 @@ impl Journal {
 
     /// Why writing the file stopped, if it did.
     pub fn sink_error(&self) -> Option<String> {
-        let inner = self.lock();
-        let sink = inner.sink.as_ref()?;
-        sink.error
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.lock().sink_error.clone()
     }
 
     /// Returns once every event recorded before the call is written to the file and synced
     /// to disk (at once without a file).
     pub fn flush(&self) -> std::io::Result<()> {
-        let (done, written) = mpsc::sync_channel(1);
-        {
-            let inner = self.lock();
-            let Some(sink) = &inner.sink else {
-                return Ok(());
-            };
-            sink.send(Line::Flush(done));
+        let mut inner = self.lock();
+        if let Some(why) = &inner.sink_error {
+            return Err(std::io::Error::other(why.clone()));
         }
-        // The writer answers every flush it receives; if it is gone, so is the file.
-        written.recv().unwrap_or_else(|_| {
-            Err(std::io::Error::other(
-                "the journal's writer thread has stopped",
-            ))
-        })
+        let Some(sink) = inner.sink.as_mut() else {
+            return Ok(());
+        };
+        let written = sink.flush().and_then(|()| sink.get_ref().sync_data());
+        match written {
+            Ok(()) => {
+                inner.dirty = false;
+                Ok(())
+            }
+            Err(err) => {
+                inner.stop_file(&err);
+                Err(err)
+            }
+        }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.state.lock()
+    }
+}
+
+impl State {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the journal half-updated in a way
         // that matters more than losing it; keep recording.
@@ -562,102 +617,58 @@ impl Journal {
     }
 }
 
-/// What the writer thread is handed.
-enum Line {
-    /// An event's NDJSON line (shared with the in-memory journal).
-    Event(Arc<[u8]>),
-    /// Write out and sync everything before this, then answer.
-    Flush(mpsc::SyncSender<std::io::Result<()>>),
-}
-
-/// The journal file and the thread that writes it.
-struct FileSink {
-    /// `None` only while dropping.
-    lines: Option<mpsc::Sender<Line>>,
-    writer: Option<JoinHandle<()>>,
-    /// Why writing stopped, if it did.
-    error: Arc<Mutex<Option<String>>>,
-}
-
-impl FileSink {
-    fn start(file: File) -> std::io::Result<FileSink> {
-        let (lines, queue) = mpsc::channel();
-        let error = Arc::new(Mutex::new(None));
-        let failed = Arc::clone(&error);
-        let writer = std::thread::Builder::new()
-            .name("misdirect-journal".to_owned())
-            .spawn(move || write_lines(file, &queue, &failed))?;
-        Ok(FileSink {
-            lines: Some(lines),
-            writer: Some(writer),
-            error,
-        })
-    }
-
-    fn send(&self, line: Line) {
-        if let Some(lines) = &self.lines {
-            // Fails only once the writer has stopped, which it has said.
-            let _ = lines.send(line);
-        }
-    }
-}
-
-impl Drop for FileSink {
-    fn drop(&mut self) {
-        // Closing the queue lets the writer write what is left and end.
-        self.lines = None;
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
-    }
-}
-
-/// The writer thread: waits for a line, takes every other one already queued, writes them
-/// with one `write` (group commit), and answers flushes once the lines before them are
-/// synced. A failed write stops the file (the in-memory journal goes on) and says so once.
-fn write_lines(file: File, queue: &mpsc::Receiver<Line>, failed: &Mutex<Option<String>>) {
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
-    let mut broken = false;
-    // Keeps serving and keeps the in-memory journal; says so once, loudly.
-    let stop = |err: std::io::Error, broken: &mut bool| {
-        if !*broken {
-            *broken = true;
+impl Inner {
+    /// A failed write stops the file (the in-memory journal goes on) and says so once.
+    fn stop_file(&mut self, err: &std::io::Error) {
+        if self.sink_error.is_none() {
+            // Keep serving and keep the in-memory journal; say so once, loudly.
             tracing::error!(error = %err, "journal file write failed; events stay in memory only");
-            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.to_string());
+            self.sink_error = Some(err.to_string());
         }
-    };
-    while let Ok(first) = queue.recv() {
-        let mut next = Some(first);
-        while let Some(line) = next.take() {
-            match line {
-                Line::Event(line) => {
-                    if !broken && let Err(err) = out.write_all(&line) {
-                        stop(err, &mut broken);
-                    }
-                }
-                Line::Flush(done) => {
-                    if !broken
-                        && let Err(err) = out.flush().and_then(|()| out.get_ref().sync_data())
-                    {
-                        stop(err, &mut broken);
-                    }
-                    let answer = if broken {
-                        let why = failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                        Err(std::io::Error::other(why.unwrap_or_default()))
-                    } else {
-                        Ok(())
-                    };
-                    let _ = done.send(answer);
-                }
-            }
-            next = queue.try_recv().ok();
+        // Dropped without the flush a BufWriter tries: it would fail the same way.
+        if let Some(sink) = self.sink.take() {
+            let (_file, _unwritten) = sink.into_parts();
         }
-        if !broken && let Err(err) = out.flush() {
-            stop(err, &mut broken);
+        self.dirty = false;
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.lock().closing = true;
+        self.state.wake.notify_one();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
         }
     }
-    if !broken {
-        let _ = out.flush();
+}
+
+/// The flusher thread: sleeps until a line is buffered, waits [`FLUSH_DELAY`] so that the
+/// lines recorded meanwhile go with it, and writes them out in one go. Wakes at most once
+/// per delay, and never while nothing is recorded.
+fn flush_when_dirty(state: &State) {
+    let mut inner = state.lock();
+    loop {
+        while !inner.dirty && !inner.closing {
+            inner = state
+                .wake
+                .wait(inner)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        if !inner.closing {
+            drop(inner);
+            std::thread::sleep(FLUSH_DELAY);
+            inner = state.lock();
+        }
+        if let Some(sink) = inner.sink.as_mut()
+            && let Err(err) = sink.flush()
+        {
+            inner.stop_file(&err);
+        }
+        inner.dirty = false;
+        if inner.closing {
+            return;
+        }
     }
 }
 
@@ -981,5 +992,25 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("file");
         let all = read_ndjson(&text).expect("every line whole");
         assert_eq!(seqs(&all), (1..=2000).collect::<Vec<_>>());
+    }
+
+    /// Without a flush, a recorded line reaches the file soon after (the flusher thread),
+    /// not only when the buffer fills.
+    #[test]
+    fn a_line_reaches_the_file_without_a_flush() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal.ndjson");
+        let journal = Journal::new(Some(&path)).expect("journal");
+        journal.record(shutdown(1));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut text = String::new();
+        while Instant::now() < deadline {
+            text = std::fs::read_to_string(&path).expect("file");
+            if !text.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(seqs(&read_ndjson(&text).expect("whole lines")), [1]);
     }
 }

@@ -371,6 +371,9 @@ impl Hostile {
         let line = stdout.lines().last().unwrap_or_default();
         let out: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("attack.py {attack}: not JSON ({e}): {stdout}\n{stderr}"));
+        // The journal file trails the server by its flush delay (2 ms): let it catch up
+        // before reading which connections the attack opened.
+        std::thread::sleep(Duration::from_millis(50));
         let connections = self.new_connections();
         Outcome {
             out,
@@ -450,8 +453,16 @@ impl Hostile {
             );
             slowest = slowest.max(took);
         }
-        // The probes' own connections are not the attack's.
-        self.new_connections();
+        // The probes' own connections (one per listener) are not the attack's. The journal
+        // file trails the server by its flush delay: wait (bounded) until they are in it.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut probes = 0;
+        while probes < 2 && Instant::now() < deadline {
+            probes += self.new_connections().len();
+            if probes < 2 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         slowest
     }
 

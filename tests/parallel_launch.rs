@@ -252,7 +252,14 @@ fn a_second_server_given_the_same_journal_is_refused_and_the_first_keeps_it() {
     let mut first = Launched::start(dir.path(), &args);
     let ready = first.ready();
     let pid = ready["pid"].as_u64().expect("pid");
-    let before = std::fs::read_to_string(&journal).expect("journal");
+    // The file trails the server by its flush delay (milliseconds): wait, bounded, for the
+    // first lines.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut before = String::new();
+    while before.is_empty() && std::time::Instant::now() < deadline {
+        before = std::fs::read_to_string(&journal).expect("journal");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(!before.is_empty());
 
     let (code, stderr) = Launched::start(dir.path(), &args).exit();
@@ -270,7 +277,12 @@ fn a_second_server_given_the_same_journal_is_refused_and_the_first_keeps_it() {
     assert_eq!(std::fs::read_to_string(&journal).expect("journal"), before);
     let ca = PathBuf::from(ready["ca"].as_str().expect("ca"));
     fetch_verified(&ca, port(&ready), "a.test").expect("the first server still serves");
-    let after = std::fs::read_to_string(&journal).expect("journal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut after = String::new();
+    while after.len() <= before.len() && std::time::Instant::now() < deadline {
+        after = std::fs::read_to_string(&journal).expect("journal");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(after.starts_with(&before) && after.len() > before.len());
 }
 
