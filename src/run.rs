@@ -115,7 +115,16 @@ pub async fn run_client(
     let mut command = tokio::process::Command::new(program);
     command.args(args).envs(env).kill_on_drop(true);
     #[cfg(unix)]
-    command.process_group(0);
+    {
+        command.process_group(0);
+        // A process group of its own is not the terminal's foreground group: reading the
+        // terminal would stop the command (SIGTTIN) until the timeout. A client command
+        // reads no input, so a terminal is not handed on as its stdin.
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() {
+            command.stdin(std::process::Stdio::null());
+        }
+    }
     let command = match command.spawn() {
         Err(err) => CommandOutcome::NotStarted {
             error: err.to_string(),

@@ -321,3 +321,31 @@ fn a_scenarios_limits_out_of_range_are_located_errors() {
         "{lines}"
     );
 }
+
+/// A request still sending its body when the server stops is journaled before its
+/// connection's close, and `shutdown` stays the journal's last line.
+#[test]
+fn a_request_cut_off_mid_body_at_shutdown_is_journaled_before_its_close() {
+    let h = Harness::start_with(SCENARIO, &["--shutdown-grace-secs", "1"]);
+    let mut client = TcpStream::connect(("127.0.0.1", h.port("clear"))).expect("connects");
+    client
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        )
+        .expect("head and a first chunk");
+    // The server has the request head before it stops.
+    h.journal_until(|e| !events_of(e, "connection_opened").is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, stderr, events) = h.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    let position = |kind: &str| events.iter().position(|e| e["event"] == kind);
+    let request = position("request").expect("the request is journaled");
+    let closed = position("connection_closed").expect("the connection is journaled closed");
+    assert!(request < closed, "request after its close: {events:#?}");
+    assert_eq!(events_of(&events, "connection_closed")[0]["requests"], 1);
+    assert_eq!(
+        events.last().map(|e| e["event"].clone()),
+        Some("shutdown".into())
+    );
+    drop(client);
+}

@@ -362,9 +362,12 @@ pub(super) fn serve(args: ServeArgs, load: &scenario::LoadOptions) -> ExitCode {
         log_listening(&server);
         let signal = signals.next().await;
         tracing::info!(%signal, "shutting down (a second signal exits at once)");
+        let journal = server.journal();
         tokio::spawn(async move {
             let second = signals.next().await;
             eprintln!("misdirect: {second} again: exiting now");
+            // Exiting skips destructors: write out what the journal still buffers.
+            let _ = journal.flush();
             std::process::exit(130);
         });
         server.shutdown(&format!("received {signal}")).await;

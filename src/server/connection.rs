@@ -19,6 +19,9 @@ use crate::tls::choose_certificate;
 /// last frames, journal its requests) before it is cut off.
 pub(crate) const CUT_OFF_SLACK: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// How long a closed connection waits for its request tasks to journal themselves.
+pub(crate) const TASKS_AFTER_CLOSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The HTTP/2 client connection preface (RFC 9113 §3.4), which starts h2c by prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -316,6 +319,10 @@ where
         reason = serve => reason,
         () = cut_off => "shutdown grace period over; cut off".to_owned(),
     };
+    // Whatever ended the connection, its request tasks are journaled before its close: they
+    // end quickly once the connection is gone (their reads and sends fail).
     ctx.closed.cancel();
+    ctx.tasks.close();
+    let _ = tokio::time::timeout(TASKS_AFTER_CLOSE, ctx.tasks.wait()).await;
     (reason, ctx.requests.load(Ordering::Relaxed))
 }

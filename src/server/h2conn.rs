@@ -14,7 +14,6 @@ use h2::{Reason, RecvStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
 
 use super::inject::{goaway_frame, track};
 use super::pipeline::{
@@ -118,7 +117,7 @@ where
         }
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
-    let tasks = TaskTracker::new();
+    let tasks = ctx.tasks.clone();
     let mut life = Life::Serving;
     // Set once the server shuts down (or the idle timeout closes): when the connection is
     // cut off whatever it is doing.

@@ -14,7 +14,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
 
 use super::pipeline::{Arrival, ConnCtx, Plan, RequestError, response_head};
 use crate::engine::Response;
@@ -34,7 +33,7 @@ where
     let service_ctx = Arc::clone(&ctx);
     // hyper drops a handler whose client went away; running it as its own task means every
     // request is still journaled.
-    let tasks = TaskTracker::new();
+    let tasks = ctx.tasks.clone();
     let service_tasks = tasks.clone();
     let service = service_fn(move |request| {
         let task = service_tasks.spawn(handle_request(
@@ -54,31 +53,35 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
         .max_buf_size((limits.max_header_list_size as usize).max(8192));
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let grace = tokio::time::sleep(limits.shutdown_grace);
-    tokio::pin!(grace);
-    let mut shutting_down = false;
-    let reason = loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Ok(reason) = rx.try_recv() {
-                    break reason;
-                }
-                break match result {
-                    Ok(()) => "client closed".to_owned(),
-                    Err(err) if err.is_timeout() => {
-                        format!("idle timeout ({:?} without a request)", limits.idle_timeout)
+    // The connection lives in this block: it is dropped (the socket closed) before the wait
+    // for the request tasks below, so that a task still reading a body ends at once.
+    let reason = {
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let grace = tokio::time::sleep(limits.shutdown_grace);
+        tokio::pin!(grace);
+        let mut shutting_down = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Ok(reason) = rx.try_recv() {
+                        break reason;
                     }
-                    Err(err) => format!("HTTP/1.1 error: {err}"),
-                };
+                    break match result {
+                        Ok(()) => "client closed".to_owned(),
+                        Err(err) if err.is_timeout() => {
+                            format!("idle timeout ({:?} without a request)", limits.idle_timeout)
+                        }
+                        Err(err) => format!("HTTP/1.1 error: {err}"),
+                    };
+                }
+                () = ctx.shared.shutdown.cancelled(), if !shutting_down => {
+                    shutting_down = true;
+                    grace.as_mut().reset(tokio::time::Instant::now() + limits.shutdown_grace);
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = &mut grace, if shutting_down => break "shutdown grace period over".to_owned(),
             }
-            () = ctx.shared.shutdown.cancelled(), if !shutting_down => {
-                shutting_down = true;
-                grace.as_mut().reset(tokio::time::Instant::now() + limits.shutdown_grace);
-                conn.as_mut().graceful_shutdown();
-            }
-            () = &mut grace, if shutting_down => break "shutdown grace period over".to_owned(),
         }
     };
     ctx.closed.cancel();

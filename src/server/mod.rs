@@ -214,6 +214,9 @@ pub enum ReloadError {
     /// The listeners differ: they are bound once, at start.
     #[error("listeners: {0}")]
     Listeners(String),
+    /// The limits differ: they are applied once, at start.
+    #[error("limits: {0}")]
+    Limits(String),
     /// Certificates or TLS configurations could not be built.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -420,6 +423,7 @@ impl Server {
         // Connections cut themselves off (see above); this bound is only a backstop.
         let backstop = self.shared.limits.shutdown_grace
             + connection::CUT_OFF_SLACK
+            + connection::TASKS_AFTER_CLOSE
             + Duration::from_millis(200);
         if tokio::time::timeout(backstop, self.tracker.wait())
             .await
@@ -511,6 +515,11 @@ impl Handle {
         if !same_listeners {
             return Err(ReloadError::Listeners(
                 "a reload must keep the listeners (names, addresses, tls) as they were at start; restart misdirect to change them".to_owned(),
+            ));
+        }
+        if scenario.limits != current.limits {
+            return Err(ReloadError::Limits(
+                "a reload must keep the scenario's limits as they were at start (they are applied once, with the flags); restart misdirect to change them".to_owned(),
             ));
         }
         let regenerate = scenario.certificates != current.certificates;

@@ -135,6 +135,9 @@ pub(crate) struct ConnCtx {
     pub requests: AtomicU64,
     /// Cancelled when the connection ends (delayed actions stop waiting).
     pub closed: CancellationToken,
+    /// The connection's request tasks: the translators spawn them here, and the connection
+    /// waits for them (bounded) before it is journaled closed, however it ended.
+    pub tasks: tokio_util::task::TaskTracker,
     /// Streams above this id are refused (an immediate GOAWAY is on its way).
     refuse_above: AtomicU32,
     /// When a request last arrived or finished (for the idle timeout).
@@ -150,6 +153,7 @@ impl ConnCtx {
             tls,
             requests: AtomicU64::new(0),
             closed: CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
             refuse_above: AtomicU32::new(u32::MAX),
             last_active: std::sync::Mutex::new(tokio::time::Instant::now()),
         }

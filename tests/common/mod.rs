@@ -131,7 +131,7 @@ impl Harness {
 
     /// The journal as written so far, as the crate's own event types.
     pub fn events(&self) -> Vec<misdirect::journal::Event> {
-        let text = std::fs::read_to_string(&self.journal_path).unwrap_or_default();
+        let text = whole_lines(std::fs::read_to_string(&self.journal_path).unwrap_or_default());
         misdirect::journal::read_ndjson(&text).expect("every journal line is a journal::Event")
     }
 
@@ -209,7 +209,7 @@ pub fn signal(pid: u32, name: &str) {
 /// Reads an NDJSON journal (each line must also be a `misdirect::journal::Event`: what the
 /// tests read untyped is what the crate's types say).
 pub fn read_journal(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = whole_lines(std::fs::read_to_string(path).unwrap_or_default());
     if let Err(err) = misdirect::journal::read_ndjson(&text) {
         panic!("{}: not the crate's journal events: {err}", path.display());
     }
@@ -217,6 +217,14 @@ pub fn read_journal(path: &Path) -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
         .collect()
+}
+
+/// The text up to its last newline: a journal file read while the server writes it may end
+/// in the middle of a line (the server writes many lines with one `write`).
+fn whole_lines(mut text: String) -> String {
+    let end = text.rfind('\n').map_or(0, |i| i + 1);
+    text.truncate(end);
+    text
 }
 
 /// The `request` events of a journal, typed.

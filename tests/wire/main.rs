@@ -822,3 +822,15 @@ async fn http1_a_body_over_the_cap_gets_413_and_a_close() {
         (Action::Respond, Some(413))
     );
 }
+
+/// Limits apply once, at start: a reload that changes them is refused, not silently ignored.
+#[tokio::test]
+async fn a_reload_that_changes_the_limits_is_refused() {
+    let (server, _dir) = start().await;
+    let with_limits = SCENARIO.replacen('{', r#"{"limits": {"idle_timeout_secs": 5},"#, 1);
+    let (scenario, _) = scenario::from_bytes(with_limits.as_bytes()).expect("scenario");
+    let err = server.reload(scenario).expect_err("refused");
+    assert!(err.to_string().starts_with("limits: "), "{err}");
+    let (same, _) = scenario::from_bytes(SCENARIO.as_bytes()).expect("scenario");
+    server.reload(same).expect("the same limits reload");
+}
