@@ -294,6 +294,26 @@ fn survivors(markers: &[&str], within: std::time::Duration) -> Vec<u32> {
 }
 
 /// Kills what a failed test left behind, so that a failure costs no stray processes.
+/// Waits (at most 20 s) until a `sleep` carrying each marker runs: a test that then finds
+/// none left proves something only if they were there.
+fn wait_started(markers: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while markers.iter().any(|m| sleeping(m).is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Asserts that no `sleep` carrying a marker outlives `run` (killing any that did).
+fn assert_none_left(markers: &[&str], text: &str) {
+    let left = survivors(markers, std::time::Duration::from_secs(2));
+    kill_all(&left);
+    assert!(left.is_empty(), "still running after run: {left:?}\n{text}");
+}
+
 fn kill_all(pids: &[u32]) {
     for pid in pids {
         let _ = Command::new("kill")
@@ -352,10 +372,9 @@ fn a_timed_out_command_ends_with_its_whole_process_tree() {
     let script = format!("sleep {a} & sleep {b} & wait");
     let started = std::time::Instant::now();
     let (child, dir) = spawn_run(&["--timeout-secs", "2"], &["bash", "-c", &script]);
+    wait_started(&[&a, &b]);
     let (code, text) = finish(child, dir.path(), std::time::Duration::from_secs(20));
-    let left = survivors(&[&a, &b], std::time::Duration::from_secs(2));
-    kill_all(&left);
-    assert!(left.is_empty(), "still running after run: {left:?}\n{text}");
+    assert_none_left(&[&a, &b], &text);
     assert_eq!(code, 1, "{text}");
     assert!(
         text.contains("command \"bash\" timed out after 2 s and was killed"),
@@ -371,10 +390,9 @@ fn a_timed_out_tree_that_ignores_sigterm_is_killed_after_the_grace() {
     // An ignored SIGTERM is inherited: neither bash nor its sleeps go before SIGKILL.
     let script = format!("trap '' TERM; sleep {a} & sleep {b} & wait");
     let (child, dir) = spawn_run(&["--timeout-secs", "1"], &["bash", "-c", &script]);
+    wait_started(&[&a, &b]);
     let (code, text) = finish(child, dir.path(), std::time::Duration::from_secs(20));
-    let left = survivors(&[&a, &b], std::time::Duration::from_secs(2));
-    kill_all(&left);
-    assert!(left.is_empty(), "still running after run: {left:?}\n{text}");
+    assert_none_left(&[&a, &b], &text);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("timed out after 1 s"), "{text}");
 }
@@ -387,9 +405,7 @@ fn background_processes_a_command_leaves_behind_are_ended_when_it_exits() {
     let started = std::time::Instant::now();
     let (child, dir) = spawn_run(&[], &["bash", "-c", &script]);
     let (code, text) = finish(child, dir.path(), std::time::Duration::from_secs(20));
-    let left = survivors(&[&a], std::time::Duration::from_secs(2));
-    kill_all(&left);
-    assert!(left.is_empty(), "still running after run: {left:?}\n{text}");
+    assert_none_left(&[&a], &text);
     // The command itself succeeded, and its leftovers do not change that.
     assert!(text.contains("command \"bash\" succeeded"), "{text}");
     assert_eq!(code, 0, "{text}");
@@ -402,22 +418,13 @@ fn stopping_run_with_a_signal_ends_the_command_tree() {
     let (a, b) = (sleep_marker(5), sleep_marker(6));
     let script = format!("trap '' TERM; sleep {a} & sleep {b} & wait");
     let (child, dir) = spawn_run(&["--timeout-secs", "60"], &["bash", "-c", &script]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while sleeping(&a).is_empty() || sleeping(&b).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the command never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_started(&[&a, &b]);
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success());
     let (code, text) = finish(child, dir.path(), std::time::Duration::from_secs(15));
-    let left = survivors(&[&a, &b], std::time::Duration::from_secs(2));
-    kill_all(&left);
-    assert!(left.is_empty(), "still running after run: {left:?}\n{text}");
+    assert_none_left(&[&a, &b], &text);
     assert_eq!(code, 130, "{text}");
 }

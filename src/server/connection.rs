@@ -19,7 +19,8 @@ use crate::tls::choose_certificate;
 /// last frames, journal its requests) before it is cut off.
 pub(crate) const CUT_OFF_SLACK: std::time::Duration = std::time::Duration::from_millis(300);
 
-/// How long a closed connection waits for its request tasks to journal themselves.
+/// How long a connection closed during a stop waits for its request tasks to journal
+/// themselves.
 pub(crate) const TASKS_AFTER_CLOSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4), which starts h2c by prior knowledge.
@@ -58,6 +59,20 @@ pub(crate) fn refuse(
     stream: TcpStream,
     peer: SocketAddr,
 ) {
+    journal_opened(shared, id, listener, &stream, peer);
+    drop(stream);
+    shared.journal.record(EventKind::ConnectionClosed {
+        connection: id,
+        reason: format!(
+            "refused: {} connections already open (the cap, --max-connections)",
+            shared.limits.max_connections
+        ),
+        requests: 0,
+    });
+}
+
+/// Journals an accepted connection.
+fn journal_opened(shared: &Shared, id: u64, listener: &str, stream: &TcpStream, peer: SocketAddr) {
     let local = stream
         .local_addr()
         .map(|a| a.to_string())
@@ -67,15 +82,6 @@ pub(crate) fn refuse(
         listener: listener.to_owned(),
         local,
         peer: peer.to_string(),
-    });
-    drop(stream);
-    shared.journal.record(EventKind::ConnectionClosed {
-        connection: id,
-        reason: format!(
-            "refused: {} connections already open (the cap, --max-connections)",
-            shared.limits.max_connections
-        ),
-        requests: 0,
     });
 }
 
@@ -90,17 +96,8 @@ pub(crate) async fn serve(
     peer: SocketAddr,
 ) {
     let tls = active.tls.get(&listener).cloned();
-    let local = stream
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     let _ = stream.set_nodelay(true);
-    shared.journal.record(EventKind::ConnectionOpened {
-        connection: id,
-        listener: listener.clone(),
-        local,
-        peer: peer.to_string(),
-    });
+    journal_opened(&shared, id, &listener, &stream, peer);
     let opened_at_ms = shared.journal.now_ms() as u64;
     let facts = ConnectionFacts {
         id,
@@ -320,9 +317,16 @@ where
         () = cut_off => "shutdown grace period over; cut off".to_owned(),
     };
     // Whatever ended the connection, its request tasks are journaled before its close: they
-    // end quickly once the connection is gone (their reads and sends fail).
+    // end quickly once the connection is gone (their reads and sends fail, delays are
+    // cancelled). The one place they are waited for: within the grace period, or briefly
+    // when the server is stopping, so that the stop ends in time.
     ctx.closed.cancel();
     ctx.tasks.close();
-    let _ = tokio::time::timeout(TASKS_AFTER_CLOSE, ctx.tasks.wait()).await;
+    let patience = if shared.shutdown.is_cancelled() {
+        TASKS_AFTER_CLOSE
+    } else {
+        shared.limits.shutdown_grace
+    };
+    let _ = tokio::time::timeout(patience, ctx.tasks.wait()).await;
     (reason, ctx.requests.load(Ordering::Relaxed))
 }

@@ -255,11 +255,7 @@ where
         drop(conn);
     }
     drop(held);
-    ctx.closed.cancel();
-    // Request tasks whose connection is gone finish quickly (their sends fail); wait for
-    // them so that every request is journaled before the connection's close event.
-    tasks.close();
-    let _ = tokio::time::timeout(limits.shutdown_grace, tasks.wait()).await;
+    // The request tasks are waited for by the caller (`connection::run_protocol`).
     reason
 }
 

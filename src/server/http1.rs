@@ -84,9 +84,7 @@ where
             }
         }
     };
-    ctx.closed.cancel();
-    tasks.close();
-    let _ = tokio::time::timeout(limits.shutdown_grace, tasks.wait()).await;
+    // The request tasks are waited for by the caller (`connection::run_protocol`).
     reason
 }
 
