@@ -691,7 +691,9 @@ fn open_locked(path: &Path) -> std::io::Result<(File, Option<File>)> {
                 .map_or_else(String::new, |pid| format!(" (pid {pid}?)"));
             return Err(std::io::Error::new(
                 std::io::ErrorKind::ResourceBusy,
-                format!("another misdirect{pid} is writing this journal"),
+                format!(
+                    "another misdirect{pid} is writing this journal; give each server its own --journal"
+                ),
             ));
         }
         // A file system without locks: go on without one.
