@@ -80,6 +80,7 @@ impl Workload {
                     sni: Some("www.site.test".to_owned()),
                     certificate_sans: vec!["*.site.test".to_owned()],
                     opened_at_ms: i as u64,
+                    port: 443,
                 })
                 .collect(),
             requests: (0..ROUND)

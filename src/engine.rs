@@ -14,8 +14,8 @@ use bytes::Bytes;
 
 use crate::journal;
 use crate::scenario::{
-    Action, ErrorCode, HostSpec, Matcher, ResponseSpec, RuleSpec, Scenario, name_matches,
-    path_matches,
+    Action, AltSvcSpec, ErrorCode, FrameSpec, HostSpec, Matcher, ResponseSpec, RuleSpec, Scenario,
+    name_matches, path_matches,
 };
 
 /// What the server knows about a connection when a request arrives on it.
@@ -31,6 +31,22 @@ pub struct ConnectionFacts {
     pub certificate_sans: Vec<String>,
     /// When it was accepted, in the caller's milliseconds.
     pub opened_at_ms: u64,
+    /// The server port it arrived on (what a bare name in an ORIGIN list is expanded with).
+    pub port: u16,
+}
+
+/// An ORIGIN list entry as it goes on the wire: an origin as written, or a bare name as
+/// `https://name` with the port the connection arrived on (left out when 443, as RFC 6454
+/// §6.2 serializes it) — the port a test's listener got is not known when the scenario is
+/// written.
+pub fn origin_entry(entry: &str, port: u16) -> String {
+    if entry.contains("://") {
+        entry.to_owned()
+    } else if port == 443 {
+        format!("https://{entry}")
+    } else {
+        format!("https://{entry}:{port}")
+    }
 }
 
 /// What the server knows about a request.
@@ -131,6 +147,18 @@ pub struct Decision {
     pub coalesced: bool,
     /// Why the default routing answered 421 (no rule), for the journal and the body.
     pub misdirected_because: Option<String>,
+    /// Connection-level frames the rule sends before its instruction is carried out.
+    pub frames: Vec<FrameSpec>,
+}
+
+/// The frames an HTTP/2 connection opens with, after the server's first SETTINGS: those of
+/// the host its SNI selects, else those of its listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpeningFrames {
+    /// The ORIGIN frame's origins; `None` sends no ORIGIN frame.
+    pub origin: Option<Vec<String>>,
+    /// ALTSVC frames on stream 0: (origin, field value).
+    pub altsvc: Vec<(String, String)>,
 }
 
 /// Counters the decisions depend on. Cleared by [`Engine::reset`].
@@ -162,6 +190,8 @@ pub struct Engine {
     hosts: Vec<HostSpec>,
     bodies: Bodies,
     routes: Vec<Route>,
+    /// Per listener: its ORIGIN list and ALTSVC frames.
+    listener_frames: BTreeMap<String, (Option<Vec<String>>, Vec<AltSvcSpec>)>,
     state: State,
 }
 
@@ -191,7 +221,7 @@ impl Bodies {
                 .rules
                 .iter()
                 .map(|rule| match &rule.action {
-                    Action::Respond(respond) => respond.body_bytes(),
+                    Some(Action::Respond(respond)) => respond.body_bytes(),
                     _ => None,
                 })
                 .collect(),
@@ -213,6 +243,11 @@ impl Engine {
             hosts: scenario.hosts.clone(),
             bodies: Bodies::of(scenario),
             routes,
+            listener_frames: scenario
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), (l.origin.clone(), l.altsvc.clone())))
+                .collect(),
             state: State {
                 fired_total: vec![0; scenario.rules.len()],
                 ..State::default()
@@ -231,6 +266,87 @@ impl Engine {
     /// Drops a closed connection's counters (its rule limits stay counted).
     pub fn connection_closed(&mut self, connection: u64) {
         self.state.connections.remove(&connection);
+    }
+
+    /// The frames a new HTTP/2 connection opens with.
+    pub fn opening_frames(&self, conn: &ConnectionFacts) -> OpeningFrames {
+        let host = conn.sni.as_deref().and_then(|sni| {
+            self.hosts.iter().find(|host| {
+                Scenario::host_on_listener(host, &conn.listener)
+                    && host.names.iter().any(|n| name_matches(n, sni))
+            })
+        });
+        let (listener_origin, listener_altsvc) = self
+            .listener_frames
+            .get(&conn.listener)
+            .map(|(o, a)| (o.as_ref(), a.as_slice()))
+            .unwrap_or_default();
+        let origin = host
+            .and_then(|h| h.origin.as_ref())
+            .or(listener_origin)
+            .map(|entries| entries.iter().map(|e| origin_entry(e, conn.port)).collect());
+        let (altsvc, default_origin) = match host {
+            Some(host) if !host.altsvc.is_empty() => (
+                host.altsvc.as_slice(),
+                host.names.first().map(|n| format!("https://{n}")),
+            ),
+            _ => (listener_altsvc, None),
+        };
+        let altsvc = altsvc
+            .iter()
+            .filter_map(|alt| {
+                let origin = alt.origin.clone().or_else(|| default_origin.clone())?;
+                Some((origin, alt.value.clone()))
+            })
+            .collect();
+        OpeningFrames { origin, altsvc }
+    }
+
+    /// Counts a request that reaches no rule: a stream above the last-stream-id of a GOAWAY,
+    /// never processed (RFC 9113 §6.8) but tried by the client all the same, so that its
+    /// retry counts as the next attempt.
+    pub fn unprocessed(&mut self, conn: &ConnectionFacts, req: &RequestFacts) -> Decision {
+        let counted = self.count(conn, req);
+        Decision {
+            instruction: Instruction::Close,
+            delay_ms: 0,
+            rule: None,
+            host: None,
+            attempt: counted.attempt,
+            request_on_connection: counted.request_on_connection,
+            request_number: counted.request_number,
+            coalesced: counted.coalesced,
+            misdirected_because: None,
+            frames: Vec::new(),
+        }
+    }
+
+    /// Moves the counters for a scenario request.
+    fn count(&mut self, conn: &ConnectionFacts, req: &RequestFacts) -> Counted {
+        let state = &mut self.state;
+        state.requests += 1;
+        let request_number = state.requests;
+        let attempt_key = (req.method.clone(), req.authority.clone(), req.path.clone());
+        let attempt = {
+            let n = state.attempts.entry(attempt_key).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let connection = state.connections.entry(conn.id).or_default();
+        connection.requests += 1;
+        let request_on_connection = connection.requests;
+        let opened_for = conn.sni.as_deref().unwrap_or_else(|| {
+            connection
+                .first_authority
+                .get_or_insert_with(|| req.authority.clone())
+        });
+        let coalesced = !opened_for.eq_ignore_ascii_case(&req.authority);
+        Counted {
+            attempt,
+            request_number,
+            request_on_connection,
+            coalesced,
+        }
     }
 
     /// Decides what to do with a request; updates the counters.
@@ -254,27 +370,16 @@ impl Engine {
                 request_number: 0,
                 coalesced: false,
                 misdirected_because: None,
+                frames: Vec::new(),
             };
         }
+        let Counted {
+            attempt,
+            request_number,
+            request_on_connection,
+            coalesced,
+        } = self.count(conn, req);
         let state = &mut self.state;
-        state.requests += 1;
-        let request_number = state.requests;
-        let attempt_key = (req.method.clone(), req.authority.clone(), req.path.clone());
-        let attempt = {
-            let n = state.attempts.entry(attempt_key).or_insert(0);
-            *n += 1;
-            *n
-        };
-        let connection = state.connections.entry(conn.id).or_default();
-        connection.requests += 1;
-        let request_on_connection = connection.requests;
-        let opened_for = conn.sni.as_deref().unwrap_or_else(|| {
-            connection
-                .first_authority
-                .get_or_insert_with(|| req.authority.clone())
-        });
-        let coalesced = !opened_for.eq_ignore_ascii_case(&req.authority);
-
         let context = Context {
             conn,
             req,
@@ -295,6 +400,7 @@ impl Engine {
             request_number,
             coalesced,
             misdirected_because: None,
+            frames: Vec::new(),
         };
         for (index, rule) in self.rules.iter().enumerate() {
             if !matches(&rule.when, index, &context)
@@ -318,7 +424,13 @@ impl Engine {
             );
             decision.delay_ms = rule.delay_ms;
             decision.instruction = match &rule.action {
-                Action::Respond(respond) => Instruction::Respond(Response {
+                None => {
+                    let (response, host, misdirected) = route(&self.hosts, &self.bodies, conn, req);
+                    decision.host = host;
+                    decision.misdirected_because = misdirected;
+                    Instruction::Respond(response)
+                }
+                Some(Action::Respond(respond)) => Instruction::Respond(Response {
                     status: respond.status,
                     headers: respond.headers.clone(),
                     body: self
@@ -331,8 +443,8 @@ impl Engine {
                             default_body(respond.status, req, decision.rule.as_deref())
                         }),
                 }),
-                Action::ResetStream(reset) => Instruction::Reset(reset.code),
-                Action::Goaway(goaway) => Instruction::Goaway {
+                Some(Action::ResetStream(reset)) => Instruction::Reset(reset.code),
+                Some(Action::Goaway(goaway)) => Instruction::Goaway {
                     code: goaway.code,
                     graceful: goaway.graceful,
                     response: goaway.graceful.then(|| {
@@ -341,8 +453,9 @@ impl Engine {
                         response
                     }),
                 },
-                Action::Close => Instruction::Close,
+                Some(Action::Close) => Instruction::Close,
             };
+            decision.frames = rule.send.clone();
             return decision;
         }
         let (response, host, misdirected) = route(&self.hosts, &self.bodies, conn, req);
@@ -351,6 +464,14 @@ impl Engine {
         decision.misdirected_because = misdirected;
         decision
     }
+}
+
+/// Where a request stands among the counters.
+struct Counted {
+    attempt: u64,
+    request_number: u64,
+    request_on_connection: u64,
+    coalesced: bool,
 }
 
 struct Context<'a> {

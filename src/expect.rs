@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{Action, Event, EventKind, HARNESS_PATH_PREFIX, RequestEvent};
+use crate::journal::{Action, Event, EventKind, HARNESS_PATH_PREFIX, RequestEvent, SentFrame};
 use crate::scenario::{CountRange, ErrorCode, Expectation, Signal, name_matches};
 
 /// How one expectation came out.
@@ -159,6 +159,7 @@ fn label(expectation: &Expectation) -> String {
             with(&format!("max_attempts {}", e.max), e.authority.as_deref())
         }
         Expectation::RetrySameBody(e) => with("retry_same_body", e.authority.as_deref()),
+        Expectation::RespectedOrigin(e) => with("respected_origin", e.authority.as_deref()),
         Expectation::Connections(r) => format!("connections {}", range(r)),
         Expectation::Requests(r) => format!("requests {}", range(r)),
     }
@@ -177,7 +178,7 @@ fn signal_words(signal: Signal) -> &'static str {
     match signal {
         Signal::Misdirected => "421",
         Signal::RefusedStream => "RST_STREAM REFUSED_STREAM",
-        Signal::Goaway => "an immediate GOAWAY",
+        Signal::Goaway => "a GOAWAY that excluded it",
     }
 }
 
@@ -234,9 +235,16 @@ impl Req<'_> {
     }
 }
 
+/// An ORIGIN frame sent: (seq, sent at ms, origins).
+type OriginSent<'a> = (u64, f64, &'a [String]);
+
 struct Run<'a> {
     requests: Vec<Req<'a>>,
     connections: Vec<u64>,
+    /// Per connection: the server port it arrived on.
+    ports: BTreeMap<u64, u16>,
+    /// Per connection: the ORIGIN frames sent on it.
+    origin_frames: BTreeMap<u64, Vec<OriginSent<'a>>>,
 }
 
 /// What one check found: its status, the explanation, and the evidence (sequence numbers).
@@ -261,10 +269,96 @@ impl<'a> Run<'a> {
                 _ => None,
             })
             .collect();
+        let mut ports = BTreeMap::new();
+        let mut origin_frames: BTreeMap<u64, Vec<OriginSent<'a>>> = BTreeMap::new();
+        for e in events {
+            match &e.kind {
+                EventKind::ConnectionOpened {
+                    connection, local, ..
+                } => {
+                    if let Ok(address) = local.parse::<std::net::SocketAddr>() {
+                        ports.insert(*connection, address.port());
+                    }
+                }
+                EventKind::FrameSent {
+                    connection,
+                    frame: SentFrame::Origin { origins },
+                    ..
+                } => origin_frames.entry(*connection).or_default().push((
+                    e.seq,
+                    e.elapsed_ms,
+                    origins,
+                )),
+                _ => {}
+            }
+        }
         Run {
             requests,
             connections,
+            ports,
+            origin_frames,
         }
+    }
+
+    /// RFC 8336 §2.3–2.4: once an ORIGIN frame is on a connection, the client may use it only
+    /// for the origins of its origin set.
+    fn respected_origin(&self, authority: Option<&str>) -> CheckResult {
+        let mut judged = Vec::new();
+        for r in self.requests.iter().filter(|r| r.for_authority(authority)) {
+            let connection = r.event.connection;
+            let Some(frames) = self.origin_frames.get(&connection) else {
+                continue;
+            };
+            // Frames that had left before the request arrived.
+            let before: Vec<&OriginSent<'_>> = frames
+                .iter()
+                .filter(|(_, at, _)| *at <= r.event.received_ms)
+                .collect();
+            if before.is_empty() {
+                continue;
+            }
+            let port = self.ports.get(&connection).copied();
+            let scheme = r.event.scheme.to_string();
+            let wanted = Origin::of(&scheme, &r.event.authority, port);
+            let own = r
+                .event
+                .sni
+                .as_deref()
+                .map(|sni| Origin::of("https", sni, port));
+            let in_set = own.as_ref() == Some(&wanted)
+                || before.iter().any(|(_, _, origins)| {
+                    origins
+                        .iter()
+                        .any(|o| Origin::parse(o).as_ref() == Some(&wanted))
+                });
+            if !in_set {
+                let (frame_seq, _, _) = before[before.len() - 1];
+                return (
+                    Status::Fail,
+                    format!(
+                        "{} arrived on {} after its ORIGIN frame, whose origin set leaves {wanted} out",
+                        r.url(),
+                        r.on()
+                    ),
+                    vec![*frame_seq, r.seq],
+                );
+            }
+            judged.push(r.seq);
+        }
+        if judged.is_empty() {
+            return not_exercised(
+                "no request arrived on a connection after an ORIGIN frame",
+                authority,
+            );
+        }
+        (
+            Status::Pass,
+            format!(
+                "{} request(s) after an ORIGIN frame, each within its connection's origin set",
+                judged.len()
+            ),
+            judged,
+        )
     }
 
     fn check(&self, expectation: &Expectation) -> CheckResult {
@@ -285,6 +379,7 @@ impl<'a> Run<'a> {
             Expectation::NotCoalesced(e) => self.coalesced(&e.authority, false),
             Expectation::MaxAttempts(e) => self.max_attempts(e.max, e.authority.as_deref()),
             Expectation::RetrySameBody(e) => self.retry_same_body(e.authority.as_deref()),
+            Expectation::RespectedOrigin(e) => self.respected_origin(e.authority.as_deref()),
             Expectation::Connections(range) => {
                 count_check("connection", self.connections.clone(), range)
             }
@@ -573,6 +668,53 @@ impl<'a> Run<'a> {
             "every retry after a 421 carried the same body as the original".to_owned(),
             compared,
         )
+    }
+}
+
+/// An origin as RFC 6454 compares them: scheme, host (lower case), port (the scheme's default
+/// when not written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    fn of(scheme: &str, host: &str, port: Option<u16>) -> Origin {
+        let default = match scheme {
+            "https" => Some(443),
+            "http" => Some(80),
+            _ => None,
+        };
+        Origin {
+            scheme: scheme.to_ascii_lowercase(),
+            host: host.trim_end_matches('.').to_ascii_lowercase(),
+            port: port.or(default),
+        }
+    }
+
+    /// `scheme://host[:port]`, as an ORIGIN frame lists it.
+    fn parse(text: &str) -> Option<Origin> {
+        let (scheme, rest) = text.split_once("://")?;
+        let authority: http::uri::Authority = rest.parse().ok()?;
+        Some(Origin::of(
+            scheme,
+            authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+            authority.port_u16(),
+        ))
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}://{}:{port}", self.scheme, self.host),
+            None => write!(f, "{}://{}", self.scheme, self.host),
+        }
     }
 }
 

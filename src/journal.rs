@@ -128,14 +128,19 @@ pub enum EventKind {
         /// What failed.
         error: String,
     },
-    /// An HTTP/2 stream was refused (RST_STREAM REFUSED_STREAM) without reaching the engine.
-    StreamRefused {
+    /// A frame h2 has no API for was written between h2's frames: an ORIGIN or ALTSVC frame
+    /// (the connection's opening frames, or a rule's), or a GOAWAY with a chosen
+    /// last-stream-id (a rule's).
+    FrameSent {
         /// Connection id.
         connection: u64,
-        /// Stream id.
+        /// Stream id (0: the connection).
         stream: u32,
-        /// Why.
-        reason: String,
+        /// The frame and its decoded fields.
+        #[serde(flatten)]
+        frame: SentFrame,
+        /// Rule that sent it; none for the opening frames of a listener or host.
+        rule: Option<String>,
     },
     /// A GOAWAY frame was sent.
     GoawaySent {
@@ -172,6 +177,33 @@ pub enum EventKind {
     Shutdown {
         /// Why.
         reason: String,
+    },
+}
+
+/// A frame written by the injector, with its decoded fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SentFrame {
+    /// ORIGIN (RFC 8336).
+    Origin {
+        /// The origins listed (possibly none).
+        origins: Vec<String>,
+    },
+    /// ALTSVC (RFC 7838 §4).
+    Altsvc {
+        /// The origin it is for; empty on a request's stream (the stream's origin).
+        origin: String,
+        /// The Alt-Svc field value.
+        value: String,
+    },
+    /// GOAWAY (RFC 9113 §6.8).
+    Goaway {
+        /// The last stream the server says it processed (streams above are not answered).
+        last_stream_id: u32,
+        /// Error code.
+        code: ErrorCode,
+        /// Debug data.
+        debug: String,
     },
 }
 

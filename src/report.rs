@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::expect::{Status, Verdict};
-use crate::journal::{Action, Event, EventKind, HARNESS_PATH_PREFIX, RequestEvent};
+use crate::journal::{Action, Event, EventKind, HARNESS_PATH_PREFIX, RequestEvent, SentFrame};
 
 /// A connection and what happened on it.
 #[derive(Debug, Default, Clone)]
@@ -20,6 +20,8 @@ struct Lane {
     closed: Option<String>,
     tls_failed: Option<String>,
     requests: Vec<(u64, RequestEvent)>,
+    /// Frames the injector wrote: (seq, one-line description).
+    frames: Vec<(u64, String)>,
 }
 
 struct Model {
@@ -89,6 +91,20 @@ fn model(events: &[Event]) -> Model {
                     lane.requests.push((event.seq, (**request).clone()));
                 }
             }
+            EventKind::FrameSent {
+                connection,
+                stream,
+                frame,
+                rule,
+            } => {
+                if let Some(lane) = lanes.get_mut(connection) {
+                    let mut line = frame_label(*stream, frame);
+                    if let Some(rule) = rule {
+                        let _ = write!(line, "  (rule {rule})");
+                    }
+                    lane.frames.push((event.seq, line));
+                }
+            }
             EventKind::ConnectionClosed {
                 connection, reason, ..
             } => {
@@ -103,6 +119,23 @@ fn model(events: &[Event]) -> Model {
         lanes: lanes.into_values().collect(),
         retry_of,
         end_ms,
+    }
+}
+
+/// A frame the injector wrote, in one line: `ORIGIN https://a.test https://b.test`, …
+fn frame_label(stream: u32, frame: &SentFrame) -> String {
+    match frame {
+        SentFrame::Origin { origins } if origins.is_empty() => "ORIGIN (empty)".to_owned(),
+        SentFrame::Origin { origins } => format!("ORIGIN {}", origins.join(" ")),
+        SentFrame::Altsvc { origin, value } if origin.is_empty() => {
+            format!("ALTSVC on stream {stream}: {value}")
+        }
+        SentFrame::Altsvc { origin, value } => format!("ALTSVC {origin}: {value}"),
+        SentFrame::Goaway {
+            last_stream_id,
+            code,
+            ..
+        } => format!("GOAWAY last-stream-id {last_stream_id} {code:?}"),
     }
 }
 
@@ -149,7 +182,11 @@ pub fn text(events: &[Event], verdict: Option<&Verdict>) -> String {
         if let Some(reason) = &lane.tls_failed {
             let _ = writeln!(out, "    TLS handshake failed: {reason}");
         }
+        let mut frames = lane.frames.iter().peekable();
         for (seq, request) in &lane.requests {
+            while let Some((frame_seq, label)) = frames.next_if(|(f, _)| f < seq) {
+                let _ = writeln!(out, "    #{frame_seq:<5} ⇐ {label}");
+            }
             let mut line = format!(
                 "    #{seq:<5} {} {}{}  → {}",
                 request.method,
@@ -175,6 +212,9 @@ pub fn text(events: &[Event], verdict: Option<&Verdict>) -> String {
                 let _ = write!(line, "  (coalesced)");
             }
             let _ = writeln!(out, "{line}");
+        }
+        for (frame_seq, label) in frames {
+            let _ = writeln!(out, "    #{frame_seq:<5} ⇐ {label}");
         }
         if let Some(reason) = &lane.closed {
             let _ = writeln!(out, "    closed: {reason}");
@@ -222,7 +262,13 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
         .lanes
         .iter()
         .enumerate()
-        .flat_map(|(lane, l)| l.requests.iter().map(move |(seq, _)| (*seq, lane)))
+        .flat_map(|(lane, l)| {
+            l.requests
+                .iter()
+                .map(|(seq, _)| *seq)
+                .chain(l.frames.iter().map(|(seq, _)| *seq))
+                .map(move |seq| (seq, lane))
+        })
         .collect();
     order.sort();
     let slots = order.len().max(1) as f64;
@@ -320,6 +366,27 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
             );
         }
     }
+    for lane in &model.lanes {
+        for (seq, label) in &lane.frames {
+            let Some(&(x, y)) = position.get(seq) else {
+                continue;
+            };
+            let _ = write!(
+                svg,
+                r##"<g class="frame" data-seq="{seq}"><title>#{seq} {label}</title>
+<rect x="{x:.0}" y="{ry:.0}" width="{BOX_W:.0}" height="40" rx="5" fill="#1c7ed6" fill-opacity="0.12" stroke="#1c7ed6" stroke-dasharray="3 2"/>
+<text x="{tx:.0}" y="{ty1:.0}">#{seq} ⇐ frame</text>
+<text x="{tx:.0}" y="{ty2:.0}">{short}</text></g>
+"##,
+                label = escape(label),
+                ry = y + 8.0,
+                tx = x + 6.0,
+                ty1 = y + 24.0,
+                ty2 = y + 40.0,
+                short = escape(&truncate(label, 16)),
+            );
+        }
+    }
     for (retry, original) in &model.retry_of {
         if let (Some(&(x1, y1)), Some(&(x2, y2))) = (position.get(original), position.get(retry)) {
             let _ = writeln!(
@@ -374,7 +441,7 @@ pre {{ background: #f4f6f8; padding: 8px; }}
 </style></head>
 <body>
 <h1>misdirect report</h1>
-<p>{lanes} connection(s), {requests} request(s). Red: 421 · green: answered · orange: other status · purple: reset / GOAWAY / closed. Dashed arrows link a request to its retry.</p>
+<p>{lanes} connection(s), {requests} request(s) and frame(s). Red: 421 · green: answered · orange: other status · purple: reset / GOAWAY / closed · blue, dashed: a frame the server wrote between h2's (ORIGIN, ALTSVC, GOAWAY). Dashed arrows link a request to its retry.</p>
 {svg}
 {table}
 <h2>As text</h2>
@@ -405,6 +472,7 @@ mod tests {
 {"seq":2,"time":"","elapsed_ms":1.0,"event":"tls_established","connection":1,"sni":"a.test","alpn":"h2","tls_version":"TLSv1.3","certificate":"shared"}
 {"seq":3,"time":"","elapsed_ms":2.0,"event":"request","connection":1,"stream":1,"request_on_connection":1,"request_number":1,"protocol":"h2","method":"GET","scheme":"https","authority":"b.test","path":"/x","sni":"a.test","attempt":1,"coalesced":true,"body_bytes":0,"body_sha256":"","rule":null,"host":null,"action":"respond","status":421,"reset_code":null,"misdirected_because":null,"error":null,"received_ms":2.0,"duration_ms":0.1}
 {"seq":4,"time":"","elapsed_ms":3.0,"event":"connection_opened","connection":2,"listener":"main","local":"l","peer":"p"}
+{"seq":6,"time":"","elapsed_ms":3.5,"event":"frame_sent","connection":2,"stream":0,"type":"origin","origins":["https://b.test:8443"],"rule":null}
 {"seq":5,"time":"","elapsed_ms":4.0,"event":"request","connection":2,"stream":1,"request_on_connection":1,"request_number":2,"protocol":"h2","method":"GET","scheme":"https","authority":"b.test","path":"/x","sni":"b.test","attempt":2,"coalesced":false,"body_bytes":0,"body_sha256":"","rule":null,"host":"b.test","action":"respond","status":200,"reset_code":null,"misdirected_because":null,"error":null,"received_ms":4.0,"duration_ms":0.1}
 "#;
         crate::journal::read_ndjson(ndjson).expect("valid journal")
@@ -433,6 +501,19 @@ mod tests {
             !text.contains("(attempt 2)  (coalesced)"),
             "and only where it holds: {text}"
         );
+    }
+
+    #[test]
+    fn text_and_html_show_a_frame_on_its_connection() {
+        let text = text(&events(), None);
+        let lane_2 = &text[text.find("connection 2").expect("lane 2")..];
+        assert!(
+            lane_2.contains("#6     ⇐ ORIGIN https://b.test:8443"),
+            "{text}"
+        );
+        let html = html(&events(), None);
+        assert_eq!(html.matches("class=\"frame\"").count(), 1);
+        assert!(html.contains("#6 ORIGIN https://b.test:8443"), "{html}");
     }
 
     #[test]

@@ -344,7 +344,7 @@ fn load(path: &Path, allow: bool) -> Result<Scenario, LoadError> {
 
 fn respond_of(s: &Scenario) -> &scenario::RespondAction {
     match &s.rules[0].action {
-        Action::Respond(respond) => respond,
+        Some(Action::Respond(respond)) => respond,
         other => panic!("not a respond action: {other:?}"),
     }
 }

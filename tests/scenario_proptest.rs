@@ -198,6 +198,8 @@ fn listener(index: usize) -> impl Strategy<Value = ListenerSpec> {
             },
             no_sni: if tls || index == 0 { no_sni } else { None },
             port_from: None,
+            origin: None,
+            altsvc: Vec::new(),
         })
 }
 
@@ -231,6 +233,8 @@ fn host(index: usize, listeners: usize) -> impl Strategy<Value = HostSpec> {
                     file_body: None,
                 })
                 .collect(),
+            origin: None,
+            altsvc: Vec::new(),
         })
 }
 
@@ -312,7 +316,8 @@ fn rule(listeners: usize) -> impl Strategy<Value = RuleSpec> {
         .prop_map(|(name, when, action, delay_ms, limits)| RuleSpec {
             name,
             when,
-            action,
+            action: Some(action),
+            send: Vec::new(),
             delay_ms,
             limit: Limit {
                 total: limits.0,

@@ -28,6 +28,7 @@ fn conn(id: u64, sni: Option<&str>) -> ConnectionFacts {
         sni: sni.map(str::to_owned),
         certificate_sans: vec!["a.test".to_owned(), "b.test".to_owned()],
         opened_at_ms: 0,
+        port: 443,
     }
 }
 
@@ -409,4 +410,97 @@ fn a_harness_route_answers_before_any_rule_and_is_not_counted() {
         !next.coalesced,
         "the page's authority does not make a connection's first authority"
     );
+}
+
+#[test]
+fn a_connection_opens_with_its_hosts_frames_else_its_listeners() {
+    let e = engine(
+        r#"{
+      "listeners": [{"name": "main", "origin": ["a.test", "https://z.test:8443"],
+                     "altsvc": [{"origin": "https://a.test", "value": "clear"}]}],
+      "certificates": [{"name": "shared", "sans": ["a.test", "b.test", "c.test"]}],
+      "hosts": [
+        {"names": ["a.test"], "certificate": "shared"},
+        {"names": ["b.test"], "certificate": "shared", "origin": [],
+         "altsvc": [{"value": "h2=\":8443\""}]},
+        {"names": ["c.test"], "certificate": "shared", "origin": ["c.test"]}
+      ]
+    }"#,
+    );
+    let on = |sni: Option<&str>, port: u16| {
+        e.opening_frames(&ConnectionFacts {
+            port,
+            ..conn(1, sni)
+        })
+    };
+    // The listener's, bare names with the connection's port (none written for 443).
+    assert_eq!(
+        on(Some("a.test"), 8443),
+        OpeningFrames {
+            origin: Some(vec![
+                "https://a.test:8443".to_owned(),
+                "https://z.test:8443".to_owned()
+            ]),
+            altsvc: vec![("https://a.test".to_owned(), "clear".to_owned())],
+        }
+    );
+    assert_eq!(
+        on(None, 443).origin,
+        Some(vec![
+            "https://a.test".to_owned(),
+            "https://z.test:8443".to_owned()
+        ])
+    );
+    // The host's own win: an empty ORIGIN list, ALTSVC for the host's first name.
+    assert_eq!(
+        on(Some("b.test"), 443),
+        OpeningFrames {
+            origin: Some(Vec::new()),
+            altsvc: vec![("https://b.test".to_owned(), "h2=\":8443\"".to_owned())],
+        }
+    );
+    // A host with ORIGIN only keeps the listener's ALTSVC.
+    let c = on(Some("c.test"), 443);
+    assert_eq!(c.origin, Some(vec!["https://c.test".to_owned()]));
+    assert_eq!(c.altsvc.len(), 1);
+    // Nothing configured: nothing sent.
+    assert_eq!(
+        engine(TWO_HOSTS).opening_frames(&conn(1, Some("a.test"))),
+        OpeningFrames::default()
+    );
+}
+
+#[test]
+fn a_rule_may_only_send_frames_and_the_request_is_answered_normally() {
+    let mut e = engine(
+        r#"{
+      "certificates": [{"name": "a", "sans": ["a.test"]}],
+      "hosts": [{"names": ["a.test"], "certificate": "a"}],
+      "rules": [{"name": "tell", "send": [{"origin": ["a.test"]}]}]
+    }"#,
+    );
+    let d = e.decide(&conn(1, Some("a.test")), &get("a.test", "/"), 0);
+    assert_eq!(d.rule.as_deref(), Some("tell"));
+    assert_eq!(
+        d.frames,
+        [scenario::FrameSpec::Origin(vec!["a.test".to_owned()])]
+    );
+    assert!(matches!(d.instruction, Instruction::Respond(ref r) if r.status == 200));
+    assert_eq!(d.host.as_deref(), Some("a.test"));
+}
+
+#[test]
+fn an_unprocessed_request_counts_as_an_attempt_but_fires_no_rule() {
+    let mut e = engine(
+        r#"{
+      "certificates": [{"name": "a", "sans": ["a.test"]}],
+      "hosts": [{"names": ["a.test"], "certificate": "a"}],
+      "rules": [{"name": "once", "when": {"attempt": 1}, "action": {"respond": {"status": 421}}}]
+    }"#,
+    );
+    let first = e.unprocessed(&conn(1, Some("a.test")), &get("a.test", "/x"));
+    assert_eq!((first.attempt, first.rule), (1, None));
+    // Its retry is the second attempt, so the attempt-1 rule no longer fires.
+    let retry = e.decide(&conn(2, Some("a.test")), &get("a.test", "/x"), 0);
+    assert_eq!((retry.attempt, retry.rule), (2, None));
 }

@@ -359,3 +359,111 @@ fn harness_page_requests_are_not_the_clients() {
     let check = j.verdict(Expectation::Requests(CountRange::Exactly(0)));
     assert_eq!(check.status, Status::Pass, "{}", check.explanation);
 }
+
+impl Journal {
+    fn origin_frame(mut self, connection: u64, origins: &[&str]) -> Self {
+        self.now_ms += 0.5;
+        self.push(EventKind::FrameSent {
+            connection,
+            stream: 0,
+            frame: SentFrame::Origin {
+                origins: origins.iter().map(|o| (*o).to_owned()).collect(),
+            },
+            rule: None,
+        });
+        self
+    }
+
+    /// A stream left unanswered above a GOAWAY's last-stream-id, as the server journals it.
+    fn unprocessed(mut self, connection: u64, authority: &str, path: &str) -> Self {
+        self = self.request(connection, "GET", authority, path, 200);
+        if let Some(Event {
+            kind: EventKind::Request(r),
+            ..
+        }) = self.events.last_mut()
+        {
+            r.action = Action::Goaway;
+            r.status = None;
+        }
+        self
+    }
+}
+
+fn respected(authority: Option<&str>) -> Expectation {
+    Expectation::RespectedOrigin(filter(authority))
+}
+
+#[test]
+fn respected_origin_holds_for_requests_within_the_origin_set() {
+    // Port 1 is the connection's (see `connection`): b.test listed with it, a.test the SNI's.
+    let j = Journal::default()
+        .connection(1, Some("a.test"))
+        .origin_frame(1, &["https://b.test:1"])
+        .request(1, "GET", "a.test", "/", 200)
+        .request(1, "GET", "b.test", "/", 200);
+    let check = j.verdict(respected(None));
+    assert_eq!(check.status, Status::Pass, "{}", check.explanation);
+    assert_eq!(check.evidence.len(), 2);
+}
+
+#[test]
+fn respected_origin_fails_a_request_outside_the_origin_set_and_names_it() {
+    let j = Journal::default()
+        .connection(1, Some("a.test"))
+        .origin_frame(1, &["https://b.test:1"])
+        .request(1, "GET", "c.test", "/x", 200);
+    let check = j.verdict(respected(None));
+    assert_eq!(check.status, Status::Fail);
+    assert!(
+        check.explanation.contains("https://c.test:1"),
+        "{}",
+        check.explanation
+    );
+    assert_eq!(check.evidence, [2, 3], "the frame and the request");
+    // Another port is another origin (RFC 6454): the default 443 is not port 1.
+    let j = Journal::default()
+        .connection(1, Some("a.test"))
+        .origin_frame(1, &["https://b.test"])
+        .request(1, "GET", "b.test", "/", 200);
+    assert_eq!(j.verdict(respected(None)).status, Status::Fail);
+}
+
+#[test]
+fn respected_origin_is_not_exercised_without_an_origin_frame_before_a_request() {
+    let j = Journal::default()
+        .connection(1, Some("a.test"))
+        .request(1, "GET", "c.test", "/", 200)
+        .origin_frame(1, &[]);
+    assert_eq!(j.verdict(respected(None)).status, Status::NotExercised);
+    // An empty ORIGIN frame leaves the SNI's own origin.
+    let j = Journal::default()
+        .connection(1, Some("a.test"))
+        .origin_frame(1, &[])
+        .request(1, "GET", "a.test", "/", 200);
+    assert_eq!(j.verdict(respected(None)).status, Status::Pass);
+}
+
+#[test]
+fn a_stream_left_above_a_goaway_counts_as_excluded_by_it_and_must_be_retried() {
+    let goaway = Expectation::RetriedOnNewConnection(RetryExpectation {
+        authority: None,
+        after: crate::scenario::Signal::Goaway,
+        within_ms: 5000,
+    });
+    let retried = Journal::default()
+        .connection(1, Some("a.test"))
+        .unprocessed(1, "a.test", "/late")
+        .connection(2, Some("a.test"))
+        .request(2, "GET", "a.test", "/late", 200);
+    assert_eq!(retried.verdict(goaway.clone()).status, Status::Pass);
+    let dropped = Journal::default()
+        .connection(1, Some("a.test"))
+        .unprocessed(1, "a.test", "/late");
+    let check = dropped.verdict(goaway);
+    assert_eq!(check.status, Status::Fail);
+    assert!(
+        check.explanation.contains("GOAWAY"),
+        "{}",
+        check.explanation
+    );
+}

@@ -238,7 +238,7 @@ fn read_body_files(scenario: &mut Scenario, options: &LoadOptions) -> Vec<Issue>
         }
     }
     for (index, rule) in scenario.rules.iter_mut().enumerate() {
-        if let Action::Respond(respond) = &mut rule.action {
+        if let Some(Action::Respond(respond)) = &mut rule.action {
             respond.file_body = read(
                 format!("rules[{index}].action.respond.body_file"),
                 &respond.body,

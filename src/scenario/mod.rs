@@ -281,6 +281,17 @@ pub struct ListenerSpec {
     /// address's port must then be 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_from: Option<String>,
+    /// The ORIGIN frame (RFC 8336) sent on this listener's HTTP/2 connections right after the
+    /// server's first SETTINGS, unless the host the client's SNI selects has its own: the
+    /// origins (`https://name[:port]`) the server says it is authoritative for. An empty list
+    /// sends an empty ORIGIN frame; absent sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Vec<String>>,
+    /// ALTSVC frames (RFC 7838 §4) sent on stream 0 of this listener's HTTP/2 connections
+    /// after the first SETTINGS (and ORIGIN), unless the SNI's host has its own. Each needs
+    /// its `origin` here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub altsvc: Vec<AltSvcSpec>,
 }
 
 fn default_address() -> SocketAddr {
@@ -313,6 +324,8 @@ fn default_listeners() -> Vec<ListenerSpec> {
         unknown_sni: SniFallback::default(),
         no_sni: None,
         port_from: None,
+        origin: None,
+        altsvc: Vec::new(),
     }]
 }
 
@@ -367,6 +380,137 @@ pub struct HostSpec {
     /// naming the host.
     #[serde(default)]
     pub responses: Vec<ResponseSpec>,
+    /// The ORIGIN frame (RFC 8336) sent right after the server's first SETTINGS on an HTTP/2
+    /// connection whose SNI selects this host; wins over the listener's. Any origins, also
+    /// ones the certificate does not cover; an empty list sends an empty ORIGIN frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Vec<String>>,
+    /// ALTSVC frames (RFC 7838 §4) sent on stream 0 after the first SETTINGS (and ORIGIN) on
+    /// an HTTP/2 connection whose SNI selects this host; win over the listener's. `origin`
+    /// defaults to `https://` and the host's first name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub altsvc: Vec<AltSvcSpec>,
+}
+
+/// One ALTSVC frame (RFC 7838 §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AltSvcSpec {
+    /// The origin the alternative is for (`https://name[:port]`): the frame goes on stream 0.
+    /// Absent in a rule: the frame goes on the request's stream and is about its origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The Alt-Svc field value (RFC 7838 §3), e.g. `h2="alt.test:8443"; ma=60`, or `clear`.
+    pub value: String,
+}
+
+/// A connection-level frame a rule sends (h2 has no API for these): written at the next frame
+/// boundary, before the rule's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields, remote = "Self")]
+pub enum FrameSpec {
+    /// An ORIGIN frame (RFC 8336) listing these origins (`https://name[:port]`); may be
+    /// empty.
+    Origin(Vec<String>),
+    /// An ALTSVC frame (RFC 7838 §4).
+    Altsvc(AltSvcSpec),
+    /// A GOAWAY frame (RFC 9113 §6.8) with a chosen last-stream-id: streams at or below it
+    /// are still served, those above are never answered (the client must retry them), and
+    /// the connection closes once the served ones are done.
+    Goaway(GoawayFrameSpec),
+}
+
+tagged::one_key_enum!(FrameSpec);
+
+/// The most debug data a GOAWAY carries: the frame stays far below the smallest
+/// SETTINGS_MAX_FRAME_SIZE (16 384, RFC 9113 §4.2).
+pub const MAX_DEBUG_DATA_BYTES: usize = 256;
+
+/// A GOAWAY frame a rule sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GoawayFrameSpec {
+    /// The last stream the server says it processed: a number, `this_stream` (the
+    /// request's), `before_this_stream` (the request's − 2: the request is not processed) or
+    /// `highest_seen` (the highest stream the connection has received). A GOAWAY never
+    /// raises the id of an earlier one (RFC 9113 §6.8): the lower of the two is sent.
+    #[serde(default)]
+    pub last_stream_id: LastStreamId,
+    /// Error code (RFC 9113 §7).
+    #[serde(default = "default_goaway_code")]
+    pub code: ErrorCode,
+    /// Debug data (UTF-8, cut to 256 bytes); defaults to naming the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<String>,
+}
+
+/// Which last-stream-id a rule's GOAWAY names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum LastStreamId {
+    /// This stream id (0 to 2^31 − 1).
+    Number(u32),
+    /// A named choice.
+    Named(NamedStreamId),
+}
+
+/// A last-stream-id relative to the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NamedStreamId {
+    /// The request's stream: it is processed.
+    ThisStream,
+    /// The client stream before the request's (its id − 2, or 0): the request is not.
+    #[default]
+    BeforeThisStream,
+    /// The highest stream the connection has received so far.
+    HighestSeen,
+}
+
+impl Default for LastStreamId {
+    fn default() -> Self {
+        LastStreamId::Named(NamedStreamId::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for LastStreamId {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        const EXPECTED: &str = "a stream id (0 to 2147483647), \"this_stream\", \"before_this_stream\" or \"highest_seen\"";
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = LastStreamId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LastStreamId, E> {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|&id| id < 1 << 31)
+                    .map(LastStreamId::Number)
+                    .ok_or_else(|| {
+                        E::custom(format!("{v} is not a stream id: expected {EXPECTED}"))
+                    })
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LastStreamId, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "{v} is not a stream id: expected {EXPECTED}"
+                    ))),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LastStreamId, E> {
+                NamedStreamId::deserialize(serde::de::value::StrDeserializer::<E>::new(v))
+                    .map(LastStreamId::Named)
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "{v:?} is not a last-stream-id: expected {EXPECTED}"
+                        ))
+                    })
+            }
+        }
+        de.deserialize_any(Visitor)
+    }
 }
 
 /// A normal response of a virtual host.
@@ -430,8 +574,15 @@ pub struct RuleSpec {
     /// Conditions, all of which must hold; an empty matcher matches every request.
     #[serde(default)]
     pub when: Matcher,
-    /// What to do with a matching request.
-    pub action: Action,
+    /// What to do with a matching request; absent, it gets its host's normal answer (a rule
+    /// that only sends frames).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Connection-level frames (ORIGIN, ALTSVC, GOAWAY) written before the action is carried
+    /// out, at the next frame boundary; HTTP/2 only (on HTTP/1.1 the journal says they were
+    /// not sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub send: Vec<FrameSpec>,
     /// Wait this long before carrying out the action.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub delay_ms: u64,
@@ -805,6 +956,10 @@ pub enum Expectation {
     MaxAttempts(MaxAttempts),
     /// Every retry of a 421-answered request carried a body identical to the original.
     RetrySameBody(AuthorityFilter),
+    /// No request arrived on a connection after an ORIGIN frame (RFC 8336) whose origin set
+    /// leaves its origin out: the set is the connection's own origin (its SNI) plus every
+    /// origin the ORIGIN frames sent on it so far listed.
+    RespectedOrigin(AuthorityFilter),
     /// The number of connections opened lies in the range.
     Connections(CountRange),
     /// The number of requests received lies in the range.
@@ -838,7 +993,9 @@ pub enum Signal {
     /// RST_STREAM with REFUSED_STREAM: not processed, safe to retry (RFC 9113 §8.7).
     #[serde(rename = "refused_stream")]
     RefusedStream,
-    /// An immediate GOAWAY whose last-stream-id excluded the request (RFC 9113 §6.8).
+    /// A GOAWAY whose last-stream-id excluded the request (RFC 9113 §6.8): the rule's
+    /// immediate GOAWAY, or any stream above the last-stream-id of a GOAWAY sent on its
+    /// connection.
     #[serde(rename = "goaway")]
     Goaway,
 }

@@ -44,7 +44,17 @@ pub fn validate(scenario: &Scenario) -> Findings {
     for (index, rule) in scenario.rules.iter().enumerate() {
         let path = format!("rules[{index}]");
         check_matcher(&rule.when, &format!("{path}.when"), &listeners, &mut out);
-        check_action(&rule.action, &format!("{path}.action"), &mut out);
+        match &rule.action {
+            Some(action) => check_action(action, &format!("{path}.action"), &mut out),
+            None if rule.send.is_empty() => out.error(
+                format!("{path}.action"),
+                "missing: give an action, or frames to `send` (a rule without an action answers normally)",
+            ),
+            None => {}
+        }
+        for (i, frame) in rule.send.iter().enumerate() {
+            check_frame(frame, &format!("{path}.send[{i}]"), &mut out);
+        }
         for (field, value) in [
             ("total", rule.limit.total),
             ("per_connection", rule.limit.per_connection),
@@ -236,6 +246,22 @@ fn check_dns_name(name: &str, wildcard_allowed: bool) -> Result<(), String> {
 fn check_listeners(scenario: &Scenario, certificates: &BTreeSet<&str>, out: &mut Findings) {
     let mut seen = BTreeMap::new();
     let mut bound = BTreeMap::new();
+    for (index, listener) in scenario.listeners.iter().enumerate() {
+        let path = format!("listeners[{index}]");
+        check_connection_frames(
+            listener.origin.as_deref(),
+            &listener.altsvc,
+            true,
+            &path,
+            out,
+        );
+        if !listener.tls && (listener.origin.is_some() || !listener.altsvc.is_empty()) {
+            out.warn(
+                format!("{path}.tls"),
+                "ORIGIN and ALTSVC frames are sent on cleartext (h2c) connections too, but clients ignore them there (RFC 8336 §2.2)",
+            );
+        }
+    }
     if scenario.listeners.is_empty() {
         out.error(
             "listeners",
@@ -346,6 +372,7 @@ fn check_hosts(
                 out.error(format!("{path}.names[{i}]"), why);
             }
         }
+        check_connection_frames(host.origin.as_deref(), &host.altsvc, false, &path, out);
         let served_on: Vec<&str> = match &host.listeners {
             Some(names) => {
                 if names.is_empty() {
@@ -666,4 +693,222 @@ fn check_planned_request(
             format!("no host answers to {host:?}; every request for it will be misdirected"),
         );
     }
+}
+
+/// The ORIGIN list and ALTSVC frames of a listener or host (sent on stream 0, so each ALTSVC
+/// needs an origin; a host's defaults to its first name).
+fn check_connection_frames(
+    origin: Option<&[String]>,
+    altsvc: &[super::AltSvcSpec],
+    origin_required: bool,
+    path: &str,
+    out: &mut Findings,
+) {
+    for (i, entry) in origin.unwrap_or_default().iter().enumerate() {
+        if let Err(why) = check_origin_entry(entry) {
+            out.error(format!("{path}.origin[{i}]"), why);
+        }
+    }
+    for (i, alt) in altsvc.iter().enumerate() {
+        let at = format!("{path}.altsvc[{i}]");
+        match &alt.origin {
+            Some(origin) => {
+                if let Err(why) = check_origin(origin) {
+                    out.error(format!("{at}.origin"), why);
+                }
+            }
+            None if origin_required => out.error(
+                format!("{at}.origin"),
+                "missing: an ALTSVC frame on stream 0 names its origin (RFC 7838 §4), e.g. \"https://a.test\"",
+            ),
+            None => {}
+        }
+        if let Err(why) = check_altsvc_value(&alt.value) {
+            out.error(format!("{at}.value"), why);
+        }
+    }
+}
+
+/// A frame a rule sends.
+fn check_frame(frame: &super::FrameSpec, path: &str, out: &mut Findings) {
+    match frame {
+        super::FrameSpec::Origin(origins) => {
+            for (i, entry) in origins.iter().enumerate() {
+                if let Err(why) = check_origin_entry(entry) {
+                    out.error(format!("{path}.origin[{i}]"), why);
+                }
+            }
+        }
+        super::FrameSpec::Altsvc(alt) => {
+            if let Some(origin) = &alt.origin
+                && let Err(why) = check_origin(origin)
+            {
+                out.error(format!("{path}.altsvc.origin"), why);
+            }
+            if let Err(why) = check_altsvc_value(&alt.value) {
+                out.error(format!("{path}.altsvc.value"), why);
+            }
+        }
+        super::FrameSpec::Goaway(goaway) => {
+            if goaway
+                .debug
+                .as_ref()
+                .is_some_and(|d| d.len() > crate::scenario::MAX_DEBUG_DATA_BYTES)
+            {
+                out.warn(
+                    format!("{path}.goaway.debug"),
+                    format!(
+                        "longer than {} bytes: it is cut",
+                        crate::scenario::MAX_DEBUG_DATA_BYTES
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// An entry of an ORIGIN list: an origin, or a bare DNS name (sent as `https://name` with the
+/// connection's port).
+fn check_origin_entry(entry: &str) -> Result<(), String> {
+    if entry.contains("://") {
+        return check_origin(entry);
+    }
+    check_dns_name(entry, false).map_err(|why| {
+        format!("{why}; an ORIGIN entry is an origin (\"https://b.test:8443\") or a name (\"b.test\", sent with the connection's port)")
+    })
+}
+
+/// An origin as ORIGIN and ALTSVC frames carry it: the ASCII serialization of RFC 6454 §6.2,
+/// `scheme://host[:port]`, with no path, query, fragment or user info.
+pub(crate) fn check_origin(origin: &str) -> Result<(), String> {
+    let example = "write it like \"https://b.test\" or \"https://b.test:8443\"";
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Err(format!("{origin:?} is not an origin: {example}"));
+    };
+    if !matches!(scheme, "https" | "http") {
+        return Err(format!(
+            "{origin:?} is not an origin: the scheme must be https or http (lower case); {example}"
+        ));
+    }
+    if let Some(c) = rest.chars().find(|c| matches!(c, '/' | '?' | '#' | '@')) {
+        return Err(format!(
+            "{origin:?} is not an origin: an origin has no path, query, fragment or user info ({c:?}); {example}"
+        ));
+    }
+    let authority: http::uri::Authority = rest
+        .parse()
+        .map_err(|e| format!("{origin:?} is not an origin ({e}); {example}"))?;
+    if authority.host().is_empty() {
+        return Err(format!("{origin:?} is not an origin: no host; {example}"));
+    }
+    if authority.as_str().chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "{origin:?} is not an origin: the host is lower case in an origin's serialization (RFC 6454 §6.2)"
+        ));
+    }
+    if rest.ends_with(':') || authority.port().is_some_and(|p| p.as_u16() == 0) {
+        return Err(format!("{origin:?} is not an origin: bad port; {example}"));
+    }
+    Ok(())
+}
+
+/// An Alt-Svc field value (RFC 7838 §3): `clear`, or comma-separated alternatives
+/// `protocol-id="[host]:port"` each with `; name=value` parameters.
+pub(crate) fn check_altsvc_value(value: &str) -> Result<(), String> {
+    let example = "write it like h2=\"alt.test:8443\"; ma=60, or clear";
+    let bad = |why: String| {
+        Err(format!(
+            "{value:?} is not an Alt-Svc value: {why}; {example}"
+        ))
+    };
+    if value.trim() == "clear" {
+        return Ok(());
+    }
+    if value.trim().is_empty() {
+        return bad("empty".to_owned());
+    }
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t']);
+        // alternative = protocol-id "=" alt-authority
+        let Some((protocol, after)) = rest.split_once('=') else {
+            return bad("an alternative needs protocol-id=\"host:port\"".to_owned());
+        };
+        if protocol.is_empty() || !protocol.chars().all(is_tchar) {
+            return bad(format!("{protocol:?} is not a protocol-id (an ALPN token)"));
+        }
+        let Some((authority, after)) = quoted(after) else {
+            return bad(format!(
+                "the alternative for {protocol:?} is not a quoted \"[host]:port\""
+            ));
+        };
+        let Some((host, port)) = authority.rsplit_once(':') else {
+            return bad(format!("{authority:?} has no port"));
+        };
+        if port.parse::<u16>().is_err() || host.contains(['"', ' ']) {
+            return bad(format!("{authority:?} is not [host]:port"));
+        }
+        rest = after;
+        // *( OWS ";" OWS parameter )
+        loop {
+            rest = rest.trim_start_matches([' ', '\t']);
+            let Some(after) = rest.strip_prefix(';') else {
+                break;
+            };
+            let after = after.trim_start_matches([' ', '\t']);
+            let Some((name, after)) = after.split_once('=') else {
+                return bad("a parameter needs name=value".to_owned());
+            };
+            if name.is_empty() || !name.chars().all(is_tchar) {
+                return bad(format!("{name:?} is not a parameter name"));
+            }
+            rest = if after.starts_with('"') {
+                match quoted(after) {
+                    Some((_, after)) => after,
+                    None => {
+                        return bad(format!(
+                            "the value of {name:?} is an unterminated quoted string"
+                        ));
+                    }
+                }
+            } else {
+                let end = after.find(|c: char| !is_tchar(c)).unwrap_or(after.len());
+                if end == 0 {
+                    return bad(format!("{name:?} has no value"));
+                }
+                if name == "ma" && after[..end].parse::<u64>().is_err() {
+                    return bad(format!("ma={} is not a number of seconds", &after[..end]));
+                }
+                &after[end..]
+            };
+        }
+        rest = rest.trim_start_matches([' ', '\t']);
+        if rest.is_empty() {
+            return Ok(());
+        }
+        match rest.strip_prefix(',') {
+            Some(after) => rest = after,
+            None => return bad(format!("unexpected {rest:?}")),
+        }
+    }
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// A quoted string at the start of `text` (RFC 9110 §5.6.4): its content and what follows.
+fn quoted(text: &str) -> Option<(&str, &str)> {
+    let body = text.strip_prefix('"')?;
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some((&body[..i], &body[i + 1..])),
+            _ => {}
+        }
+    }
+    None
 }

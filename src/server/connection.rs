@@ -105,6 +105,7 @@ pub(crate) async fn serve(
         sni: None,
         certificate_sans: Vec::new(),
         opened_at_ms,
+        port: stream.local_addr().map_or(0, |a| a.port()),
     };
     let reason = match tls {
         Some(config) => serve_tls(&shared, &active, facts, stream, config).await,

@@ -11,16 +11,16 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::inject::{goaway_frame, track};
+use super::inject::{Injector, altsvc_frame, origin_frame, track};
 use super::pipeline::{
     Arrival, ConnCtx, MAX_STREAM_ID, Plan, RequestError, response_head, status_has_body,
 };
 use crate::engine::Response;
-use crate::journal::EventKind;
+use crate::journal::{EventKind, SentFrame};
 use crate::scenario::ErrorCode;
 
 /// The most body bytes a stream hands h2 at once, and the most h2 holds unsent per stream: a
@@ -35,18 +35,12 @@ enum Life {
     Serving,
     /// A GOAWAY(NO_ERROR) went out: h2 lets the open streams finish and closes.
     Draining(Drain),
-    /// A rule's immediate GOAWAY: streams above `last_stream_id` are refused, those below
-    /// finish (within the shutdown grace period), then the rule's GOAWAY is written through
-    /// the injector and the connection closes.
+    /// A rule's GOAWAY with a chosen last-stream-id is out (or queued): streams above it are
+    /// left unanswered, those at or below it are served (within the shutdown grace period);
+    /// then h2 closes the connection, its own GOAWAYs filtered so that none names a higher id.
     GoingAway {
-        /// The last stream the server processes.
-        last_stream_id: u32,
-        /// The GOAWAY's error code.
-        code: ErrorCode,
-        /// The rule that asked for it.
-        rule: Option<String>,
-        /// Whether a drain's GOAWAY(NO_ERROR) had already gone out.
-        after_drain: bool,
+        /// Whether h2 was already told to close.
+        closing: bool,
     },
 }
 
@@ -69,15 +63,16 @@ enum Command {
         rule: Option<String>,
         sent: tokio::sync::oneshot::Sender<()>,
     },
-    /// Refuse streams above `last_stream_id`, let those below finish, then send GOAWAY
-    /// excluding the request's stream, and close. The unanswered stream's `SendResponse` is
-    /// held until then, so that h2 does not reset it first.
-    GoAway {
-        last_stream_id: u32,
-        code: ErrorCode,
+    /// Write these frames at the next frame boundary; `queued` fires once they are queued,
+    /// so that the request's answer goes out after them.
+    Frames {
+        frames: Vec<(u32, SentFrame)>,
         rule: Option<String>,
-        _unanswered: SendResponse<Bytes>,
+        queued: tokio::sync::oneshot::Sender<()>,
     },
+    /// Leave this stream unanswered (it is above a GOAWAY's last-stream-id): held until the
+    /// served streams are done, so that h2 does not reset it meanwhile.
+    Hold(SendResponse<Bytes>),
     /// Close the connection now.
     Close {
         rule: Option<String>,
@@ -94,6 +89,18 @@ where
     let journal = Arc::clone(&ctx.shared.journal);
     let id = ctx.facts.id;
     let (io, takeback) = track(io);
+    // The listener's or host's ORIGIN and ALTSVC frames follow h2's first SETTINGS.
+    let opening = ctx.shared.engine().opening_frames(&ctx.facts);
+    let mut first = Vec::new();
+    if let Some(origins) = opening.origin {
+        first.push((0, SentFrame::Origin { origins }));
+    }
+    for (origin, value) in opening.altsvc {
+        first.push((0, SentFrame::Altsvc { origin, value }));
+    }
+    for (stream, frame) in first {
+        inject(&takeback, &journal, id, stream, frame, None, true);
+    }
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -143,8 +150,10 @@ where
                         format!("idle timeout ({:?} without a request)", limits.idle_timeout)
                     }
                     Life::Draining(_) => "drained after GOAWAY".to_owned(),
-                    Life::GoingAway { after_drain: true, .. } => "drained after GOAWAY".to_owned(),
-                    Life::GoingAway { .. } => "client closed before the GOAWAY".to_owned(),
+                    Life::GoingAway { closing: true } => "closed after GOAWAY (rule)".to_owned(),
+                    Life::GoingAway { closing: false } => {
+                        "client closed after the GOAWAY (rule)".to_owned()
+                    }
                     Life::Serving => "client closed".to_owned(),
                 },
                 Some(Err(err)) => break describe_h2_error(&err),
@@ -152,6 +161,7 @@ where
                     idle.as_mut().reset(Instant::now() + limits.idle_timeout);
                     ctx.touch();
                     last_accepted = last_accepted.max(respond.stream_id().into());
+                    ctx.saw_stream(last_accepted);
                     // Stamped here, in arrival order, not when the task gets to run.
                     let received_ms = journal.now_ms();
                     tasks.spawn(handle_request(Arc::clone(&ctx), request, respond, tx.clone(), received_ms));
@@ -165,24 +175,35 @@ where
                     }
                     let _ = sent.send(());
                 }
-                Command::GoAway { last_stream_id, code, rule, _unanswered } => {
-                    held.push(_unanswered);
-                    if !is_going_away {
-                        ctx.refuse_above(last_stream_id);
-                        going_away.as_mut().reset(Instant::now() + limits.shutdown_grace);
-                        let after_drain = matches!(life, Life::Draining(_));
-                        life = Life::GoingAway { last_stream_id, code, rule, after_drain };
+                Command::Frames { frames, rule, queued } => {
+                    for (stream, frame) in frames {
+                        if matches!(frame, SentFrame::Goaway { .. }) && !is_going_away {
+                            going_away.as_mut().reset(Instant::now() + limits.shutdown_grace);
+                            life = Life::GoingAway { closing: false };
+                        }
+                        inject(&takeback, &journal, id, stream, frame, rule.clone(), false);
                     }
+                    let _ = queued.send(());
                 }
+                Command::Hold(respond) => held.push(respond),
                 Command::Close { rule, _unanswered } => {
                     held.push(_unanswered);
                     break format!("closed by rule {}", rule.as_deref().unwrap_or("?"));
                 }
             },
+            drained = std::future::poll_fn(|cx| takeback.poll_drain(cx)), if takeback.has_due() => {
+                if let Err(err) = drained {
+                    break format!("connection error: {err}");
+                }
+            }
             _ = tick.tick(), if is_going_away => {
-                // The streams below the GOAWAY's last-stream-id have finished.
-                if tasks.is_empty() {
-                    break "closed after GOAWAY (rule)".to_owned();
+                // The streams at or below the GOAWAY's last-stream-id have finished: the
+                // unanswered ones go (h2's resets of them are filtered out), and h2 closes
+                // once what it holds is written.
+                if tasks.is_empty() && matches!(life, Life::GoingAway { closing: false }) {
+                    held.clear();
+                    conn.graceful_shutdown();
+                    life = Life::GoingAway { closing: true };
                 }
             }
             () = &mut going_away, if is_going_away => {
@@ -236,71 +257,62 @@ where
             },
         }
     };
-    if let Life::GoingAway {
-        last_stream_id,
-        code,
-        rule,
-        ..
-    } = life
-    {
-        // Let h2 write what it has queued (the answers of finished streams) before it goes.
-        let _ = tokio::time::timeout(
-            Duration::from_millis(100),
-            std::future::poll_fn(|cx| conn.poll_closed(cx).map(|_| ())),
-        )
-        .await;
-        drop(conn);
-        send_goaway_and_close(&takeback, last_stream_id, code, rule, &journal, id).await;
-    } else {
-        drop(conn);
-    }
+    drop(conn);
     drop(held);
     // The request tasks are waited for by the caller (`connection::run_protocol`).
     reason
 }
 
-/// Writes the rule's GOAWAY on the connection h2 has let go of, then closes it the polite
-/// way: write side first, then a short drain of what the client still sends, so that the
-/// close does not turn into a reset that could destroy the GOAWAY in flight.
-async fn send_goaway_and_close<T>(
-    takeback: &super::inject::Takeback<T>,
-    last_stream_id: u32,
-    code: ErrorCode,
+/// Queues a frame for the next frame boundary, to be journaled (`frame_sent`) once written.
+fn inject<T>(
+    takeback: &Injector<T>,
+    journal: &Arc<crate::journal::Journal>,
+    connection: u64,
+    stream: u32,
+    frame: SentFrame,
     rule: Option<String>,
-    journal: &crate::journal::Journal,
-    id: u64,
-) where
-    T: AsyncRead + AsyncWrite + Unpin,
-{
-    let Some(mut io) = takeback.take_at_boundary() else {
-        tracing::warn!(
-            connection = id,
-            "h2 stopped inside a frame; the rule's GOAWAY cannot be sent"
-        );
-        return;
-    };
-    let debug = format!("misdirect: rule {}", rule.as_deref().unwrap_or("?"));
-    let frame = goaway_frame(last_stream_id, code.value(), &debug);
-    let written = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-        io.write_all(&frame).await?;
-        io.flush().await?;
-        io.shutdown().await
-    })
-    .await;
-    if matches!(written, Ok(Ok(()))) {
-        journal.record(EventKind::GoawaySent {
-            connection: id,
+    after_settings: bool,
+) {
+    let journal = Arc::clone(journal);
+    let encoded = match &frame {
+        SentFrame::Origin { origins } => origin_frame(origins),
+        SentFrame::Altsvc { origin, value } => altsvc_frame(stream, origin, value),
+        SentFrame::Goaway {
             last_stream_id,
             code,
-            graceful: false,
-            rule,
-        });
+            debug,
+        } => {
+            let (code, debug) = (*code, debug.clone());
+            takeback.inject_goaway(*last_stream_id, code.value(), &debug.clone(), move |sent| {
+                journal.record(EventKind::FrameSent {
+                    connection,
+                    stream,
+                    frame: SentFrame::Goaway {
+                        last_stream_id: sent,
+                        code,
+                        debug,
+                    },
+                    rule,
+                });
+            });
+            return;
+        }
+    };
+    match encoded {
+        Ok(bytes) => takeback.inject(
+            bytes,
+            after_settings,
+            Some(Box::new(move || {
+                journal.record(EventKind::FrameSent {
+                    connection,
+                    stream,
+                    frame,
+                    rule,
+                });
+            })),
+        ),
+        Err(err) => tracing::warn!(connection, "frame not sent: {err}"),
     }
-    let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
-        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
 }
 
 /// Starts h2's graceful shutdown (GOAWAY with the highest stream id, then the real one once
@@ -347,35 +359,41 @@ async fn handle_request(
     // However the task ends, the connection has been busy until then.
     let _busy = Busy(Arc::clone(&ctx));
     let stream_id: u32 = respond.stream_id().into();
-    if ctx.refuses(Some(stream_id), "above the last-stream-id of a GOAWAY") {
-        // Not processed (RFC 9113 §6.8), so the client may retry it elsewhere.
-        respond.send_reset(Reason::REFUSED_STREAM);
-        return;
-    }
     let head_request = request.method() == http::Method::HEAD;
     let (parts, body) = request.into_parts();
+    let mut arrival = Arrival {
+        parts,
+        body: Bytes::new(),
+        error: None,
+        stream: Some(stream_id),
+        received_ms,
+    };
+    if ctx.unprocessed(&arrival, "sent before it arrived") {
+        // Not processed (RFC 9113 §6.8): the client must retry it elsewhere.
+        let _ = commands.send(Command::Hold(respond));
+        return;
+    }
     let limit = ctx.shared.limits.max_body_bytes;
-    let (body, error) = read_body(body, limit, ctx.shared.limits.idle_timeout).await;
-    let plan = ctx
-        .handle(Arrival {
-            parts,
-            body,
-            error,
-            stream: Some(stream_id),
-            received_ms,
-        })
-        .await;
+    (arrival.body, arrival.error) = read_body(body, limit, ctx.shared.limits.idle_timeout).await;
+    let (outgoing, plan) = ctx.handle(arrival).await;
+    if !outgoing.frames.is_empty() {
+        // The frames go out before the answer (bounded, in case the connection is gone).
+        let (queued, done) = tokio::sync::oneshot::channel();
+        let frames = Command::Frames {
+            frames: outgoing.frames,
+            rule: outgoing.rule,
+            queued,
+        };
+        if commands.send(frames).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), done).await;
+        }
+    }
     match plan {
         Plan::Respond { response, .. } => {
             send_or_record(&ctx, &mut respond, &response, head_request).await;
         }
         Plan::Reset(code) => respond.send_reset(Reason::from(code.value())),
-        Plan::Goaway {
-            graceful: true,
-            response,
-            rule,
-            ..
-        } => {
+        Plan::Drain { response, rule } => {
             // GOAWAY first, so that the client learns of the drain with (not after) the
             // answer; bounded, in case the connection is already gone.
             let (sent, queued) = tokio::sync::oneshot::channel();
@@ -386,27 +404,15 @@ async fn handle_request(
                 send_or_record(&ctx, &mut respond, &response, head_request).await;
             }
         }
-        Plan::Goaway {
-            graceful: false,
-            last_stream_id,
-            code,
-            rule,
-            ..
-        } => {
-            let _ = commands.send(Command::GoAway {
-                last_stream_id,
-                code,
-                rule,
-                _unanswered: respond,
-            });
-        }
         Plan::Close { rule } => {
             let _ = commands.send(Command::Close {
                 rule,
                 _unanswered: respond,
             });
         }
-        Plan::Refuse => respond.send_reset(Reason::REFUSED_STREAM),
+        Plan::Unprocessed => {
+            let _ = commands.send(Command::Hold(respond));
+        }
         Plan::Abandon => {}
     }
 }

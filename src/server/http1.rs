@@ -109,7 +109,8 @@ async fn handle_request(
         Ok(Err(err)) => (Bytes::new(), Some(RequestError::Failed(err.to_string()))),
         Err(_) => (Bytes::new(), Some(RequestError::Stalled(patience))),
     };
-    let plan = ctx
+    // HTTP/1.1 has no frames: the pipeline sends none here and journals that.
+    let (_, plan) = ctx
         .handle(Arrival {
             parts,
             body,
@@ -125,12 +126,12 @@ async fn handle_request(
         } => to_hyper(&response, close_after),
         Plan::Abandon => Err(EndConnection("connection closed during a delay".to_owned())),
         // The pipeline lowers every other signal to a close on HTTP/1.1.
-        Plan::Close { rule } | Plan::Goaway { rule, .. } => {
+        Plan::Close { rule } | Plan::Drain { rule, .. } => {
             let reason = format!("closed by rule {}", rule.as_deref().unwrap_or("?"));
             let _ = end.send(reason.clone());
             Err(EndConnection(reason))
         }
-        Plan::Reset(_) | Plan::Refuse => {
+        Plan::Reset(_) | Plan::Unprocessed => {
             let reason = "closed: HTTP/1.1 has no stream to reset".to_owned();
             let _ = end.send(reason.clone());
             Err(EndConnection(reason))

@@ -8,7 +8,7 @@
 //! answer can rely on the journal having the request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::engine::{ConnectionFacts, Decision, Instruction, RequestFacts, Response};
-use crate::journal::{Action, EventKind, Protocol, RequestEvent, Scheme};
-use crate::scenario::ErrorCode;
+use crate::journal::{Action, EventKind, Protocol, RequestEvent, Scheme, SentFrame};
+use crate::scenario::{ErrorCode, FrameSpec, GoawayFrameSpec, LastStreamId, NamedStreamId};
 
 /// RFC 9113 §6.8: a graceful GOAWAY first announces the highest possible stream id.
 pub(crate) const MAX_STREAM_ID: u32 = (1 << 31) - 1;
@@ -35,17 +35,10 @@ pub(crate) enum Plan {
     },
     /// Reset the stream with this code (HTTP/2 only).
     Reset(ErrorCode),
-    /// Send GOAWAY (HTTP/2 only). Graceful: h2's two-step drain, announced before `response`
-    /// answers this request. Immediate: `last_stream_id` excludes this request; the streams
-    /// below it finish, then the GOAWAY goes out and the connection closes.
-    Goaway {
-        /// Error code.
-        code: ErrorCode,
-        /// The last stream the server says it processed.
-        last_stream_id: u32,
-        /// Graceful or immediate.
-        graceful: bool,
-        /// The answer to this request, when graceful.
+    /// Start h2's graceful drain (GOAWAY, HTTP/2 only), announced before `response` answers
+    /// this request.
+    Drain {
+        /// The answer to this request.
         response: Option<Response>,
         /// The rule that asked for it.
         rule: Option<String>,
@@ -55,12 +48,72 @@ pub(crate) enum Plan {
         /// The rule that asked for it.
         rule: Option<String>,
     },
-    /// Reset the stream with REFUSED_STREAM, unprocessed (RFC 9113 §6.8): it is above the
-    /// last-stream-id of a GOAWAY this connection has decided. Journaled as
-    /// `stream_refused`, not as a request.
-    Refuse,
+    /// Leave the stream unanswered: it is above the last-stream-id of a GOAWAY this
+    /// connection has sent or queued, so it was not processed and the client must retry it
+    /// elsewhere (RFC 9113 §6.8). Journaled as a request with action `goaway` and no status.
+    Unprocessed,
     /// Nothing to put on the wire: the connection ended while the request waited.
     Abandon,
+}
+
+/// An HTTP/2 connection's ledger of streams: which were processed, and the GOAWAY that
+/// bounds them.
+#[derive(Debug, Default)]
+struct Streams {
+    /// The lowest last-stream-id of a GOAWAY sent or queued, and the rule that sent it.
+    goaway: Option<(u32, Option<String>)>,
+    /// The highest stream processed (answered, reset or closed by a rule).
+    processed: u32,
+    /// The highest stream received.
+    highest_seen: u32,
+}
+
+impl Streams {
+    /// A GOAWAY that wants to name `wanted`: names no less than the highest stream
+    /// processed, and no more than an earlier GOAWAY. Returns the id it names.
+    fn goaway(&mut self, wanted: u32, rule: Option<&str>) -> u32 {
+        let mut last = wanted.max(self.processed);
+        if let Some((earlier, _)) = &self.goaway {
+            last = last.min(*earlier);
+        }
+        if self
+            .goaway
+            .as_ref()
+            .is_none_or(|(earlier, _)| last < *earlier)
+        {
+            self.goaway = Some((last, rule.map(str::to_owned)));
+        }
+        last
+    }
+
+    /// The last-stream-id (and rule) of the GOAWAY that `stream` lies above, if any.
+    fn above_goaway(&self, stream: Option<u32>) -> Option<(u32, Option<String>)> {
+        let stream = stream?;
+        self.goaway
+            .as_ref()
+            .filter(|(last, _)| stream > *last)
+            .cloned()
+    }
+}
+
+/// What admitting a stream found (see [`ConnCtx::admit`]).
+struct Admitted {
+    /// The rule's frames as they go on the wire.
+    frames: Vec<(u32, SentFrame)>,
+    /// The GOAWAY the stream lies above, if any.
+    excluded_by: Option<(u32, Option<String>)>,
+    /// The highest stream processed.
+    processed: u32,
+}
+
+/// The frames a rule sends before its plan is carried out (HTTP/2 only), as they go on the
+/// wire: (stream, frame).
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    /// The frames, in the rule's order.
+    pub frames: Vec<(u32, SentFrame)>,
+    /// The rule that sends them.
+    pub rule: Option<String>,
 }
 
 /// A request as either protocol hands it over.
@@ -138,8 +191,8 @@ pub(crate) struct ConnCtx {
     /// The connection's request tasks: the translators spawn them here, and the connection
     /// waits for them (bounded) before it is journaled closed, however it ended.
     pub tasks: tokio_util::task::TaskTracker,
-    /// Streams above this id are refused (an immediate GOAWAY is on its way).
-    refuse_above: AtomicU32,
+    /// Which streams are processed, and the GOAWAY that bounds them (HTTP/2).
+    streams: std::sync::Mutex<Streams>,
     /// When a request last arrived or finished (for the idle timeout).
     last_active: std::sync::Mutex<tokio::time::Instant>,
 }
@@ -154,7 +207,7 @@ impl ConnCtx {
             requests: AtomicU64::new(0),
             closed: CancellationToken::new(),
             tasks: tokio_util::task::TaskTracker::new(),
-            refuse_above: AtomicU32::new(u32::MAX),
+            streams: std::sync::Mutex::new(Streams::default()),
             last_active: std::sync::Mutex::new(tokio::time::Instant::now()),
         }
     }
@@ -169,26 +222,32 @@ impl ConnCtx {
         *self.last_active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// From now on, refuse streams above `last_stream_id`.
-    pub fn refuse_above(&self, last_stream_id: u32) {
-        self.refuse_above
-            .fetch_min(last_stream_id, Ordering::SeqCst);
+    fn streams(&self) -> std::sync::MutexGuard<'_, Streams> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether `stream` lies above the last-stream-id of a GOAWAY this connection has
-    /// decided; if so, journals its refusal (`why` says when it was found out).
-    pub fn refuses(&self, stream: Option<u32>, why: &str) -> bool {
-        let Some(stream) = stream else {
+    /// If the request's stream lies above the last-stream-id of a GOAWAY, journals it as not
+    /// processed (`why` says when that was found out) and returns `true`: the caller leaves
+    /// it unanswered.
+    pub fn unprocessed(&self, arrival: &Arrival, why: &str) -> bool {
+        let Some((last, rule)) = self.streams().above_goaway(arrival.stream) else {
             return false;
         };
-        if stream <= self.refuse_above.load(Ordering::SeqCst) {
-            return false;
-        }
-        self.shared.journal.record(EventKind::StreamRefused {
-            connection: self.facts.id,
-            stream,
-            reason: why.to_owned(),
-        });
+        let incoming = Incoming::new(arrival);
+        let decision = self
+            .shared
+            .engine()
+            .unprocessed(&self.facts, &incoming.facts);
+        let decision = Decision { rule, ..decision };
+        let done = Done {
+            action: Action::Goaway,
+            status: None,
+            reset_code: None,
+            error: Some(format!(
+                "not processed: above the last-stream-id {last} of a GOAWAY {why}; left unanswered for the client to retry"
+            )),
+        };
+        self.journal_request(incoming, &decision, done);
         true
     }
 
@@ -201,8 +260,9 @@ impl ConnCtx {
         });
     }
 
-    /// The request's whole journey up to the wire: facts, decision, delay, journal, plan.
-    pub async fn handle(&self, arrival: Arrival) -> Plan {
+    /// The request's whole journey up to the wire: facts, decision, delay, journal, plan —
+    /// and the frames the rule sends before the plan is carried out (HTTP/2 only).
+    pub async fn handle(&self, arrival: Arrival) -> (Outgoing, Plan) {
         let incoming = Incoming::new(&arrival);
         let mut decision = self.decide(&incoming);
         let error = arrival.error.clone().or_else(|| bad_host(&arrival.parts));
@@ -217,10 +277,13 @@ impl ConnCtx {
             self.journal_request(incoming, &decision, done);
             // HTTP/1.1 cannot go on past a body it did not read.
             let close_after = self.protocol == Protocol::Http11;
-            return Plan::Respond {
-                response,
-                close_after,
-            };
+            return (
+                Outgoing::default(),
+                Plan::Respond {
+                    response,
+                    close_after,
+                },
+            );
         }
         if !self.delay(decision.delay_ms).await {
             let done = Done {
@@ -228,34 +291,190 @@ impl ConnCtx {
                 ..Done::from(&decision)
             };
             self.journal_request(incoming, &decision, done);
-            return Plan::Abandon;
-        }
-        if self.refuses(
-            arrival.stream,
-            "above the last-stream-id of a GOAWAY decided while it waited",
-        ) {
-            return Plan::Refuse;
+            return (Outgoing::default(), Plan::Abandon);
         }
         let mut done = Done::from(&decision);
         // The instruction moves into the plan: its response is not copied on the way.
         let instruction = std::mem::replace(&mut decision.instruction, Instruction::Close);
-        let plan = self.plan(instruction, decision.rule.clone(), arrival.stream);
+        let mut frames = std::mem::take(&mut decision.frames);
+        let immediate_goaway = matches!(
+            instruction,
+            Instruction::Goaway {
+                graceful: false,
+                ..
+            }
+        );
+        if let Instruction::Goaway {
+            graceful: false,
+            code,
+            ..
+        } = instruction
+            && self.protocol != Protocol::Http11
+        {
+            // An immediate GOAWAY: one that excludes this request (RFC 9113 §6.8).
+            frames.push(FrameSpec::Goaway(GoawayFrameSpec {
+                last_stream_id: LastStreamId::Named(NamedStreamId::BeforeThisStream),
+                code,
+                debug: None,
+            }));
+        }
+        let mut plan = self.plan(instruction, decision.rule.clone());
+        let mut sent = Vec::new();
+        if self.protocol != Protocol::Http11 {
+            let stream = arrival.stream.unwrap_or(0);
+            let admitted = self.admit(
+                stream,
+                &frames,
+                decision.rule.as_deref(),
+                !matches!(plan, Plan::Unprocessed),
+            );
+            sent = admitted.frames;
+            match admitted.excluded_by {
+                Some((last, _)) if !matches!(plan, Plan::Close { .. }) => {
+                    plan = Plan::Unprocessed;
+                    let why = if done.action == Action::Goaway {
+                        None
+                    } else if sent.is_empty() {
+                        Some("a GOAWAY sent during the rule's delay")
+                    } else {
+                        Some("the rule's GOAWAY")
+                    };
+                    done = Done {
+                        action: Action::Goaway,
+                        status: None,
+                        reset_code: None,
+                        error: why.map(|why| format!(
+                            "not processed: above the last-stream-id {last} of {why}; left unanswered for the client to retry"
+                        )),
+                    };
+                }
+                None if immediate_goaway => {
+                    // A higher stream was already processed, and a GOAWAY may not exclude
+                    // it: this request is refused on its own instead (RFC 9113 §8.7).
+                    plan = Plan::Reset(ErrorCode::RefusedStream);
+                    done.error = Some(format!(
+                        "stream {} above it was already processed, so the GOAWAY names that one; this request is refused with RST_STREAM REFUSED_STREAM instead",
+                        admitted.processed
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if self.protocol == Protocol::Http11 && !frames.is_empty() {
+            done.error = Some(format!(
+                "HTTP/1.1 has no frames: the rule's {} frame(s) were not sent",
+                frames.len()
+            ));
+            // A GOAWAY's nearest HTTP/1.1 equivalent: close after the answer.
+            if frames.iter().any(|f| matches!(f, FrameSpec::Goaway(_)))
+                && let Plan::Respond { close_after, .. } = &mut plan
+            {
+                *close_after = true;
+            }
+        }
         match &plan {
             Plan::Respond { response, .. } => done.status = Some(response.status),
-            Plan::Goaway { response, .. } => done.status = response.as_ref().map(|r| r.status),
+            Plan::Drain { response, .. } => done.status = response.as_ref().map(|r| r.status),
             Plan::Reset(code) => done.reset_code = Some(*code),
             Plan::Close { .. } if done.action != Action::Close => {
                 done.error =
                     Some("HTTP/1.1 has no such signal: connection closed instead".to_owned());
             }
-            Plan::Close { .. } | Plan::Refuse | Plan::Abandon => {}
+            Plan::Close { .. } | Plan::Unprocessed | Plan::Abandon => {}
         }
+        let rule = decision.rule.clone();
         self.journal_request(incoming, &decision, done);
-        plan
+        (Outgoing { frames: sent, rule }, plan)
+    }
+
+    /// Admits a request's stream under the connection's stream ledger, at once: resolves the
+    /// rule's frames as they go on the wire (ALTSVC without an origin on the request's
+    /// stream; each GOAWAY's last-stream-id never below a stream already processed nor above
+    /// an earlier GOAWAY's, RFC 9113 §6.8), and says whether the request lies above a GOAWAY
+    /// — if not, and `processing`, it counts as processed from now on.
+    fn admit(
+        &self,
+        stream: u32,
+        frames: &[FrameSpec],
+        rule: Option<&str>,
+        processing: bool,
+    ) -> Admitted {
+        let mut streams = self.streams();
+        let sent = frames
+            .iter()
+            .map(|frame| match frame {
+                FrameSpec::Origin(origins) => (
+                    0,
+                    SentFrame::Origin {
+                        origins: origins
+                            .iter()
+                            .map(|o| crate::engine::origin_entry(o, self.facts.port))
+                            .collect(),
+                    },
+                ),
+                FrameSpec::Altsvc(alt) => match &alt.origin {
+                    Some(origin) => (
+                        0,
+                        SentFrame::Altsvc {
+                            origin: origin.clone(),
+                            value: alt.value.clone(),
+                        },
+                    ),
+                    None => (
+                        stream,
+                        SentFrame::Altsvc {
+                            origin: String::new(),
+                            value: alt.value.clone(),
+                        },
+                    ),
+                },
+                FrameSpec::Goaway(goaway) => {
+                    let wanted = match goaway.last_stream_id {
+                        LastStreamId::Number(id) => id,
+                        LastStreamId::Named(NamedStreamId::ThisStream) => stream,
+                        // Client streams are odd: the one before is id − 2 (0 for 1).
+                        LastStreamId::Named(NamedStreamId::BeforeThisStream) => {
+                            stream.saturating_sub(2)
+                        }
+                        LastStreamId::Named(NamedStreamId::HighestSeen) => {
+                            streams.highest_seen.max(stream)
+                        }
+                    };
+                    let last_stream_id = streams.goaway(wanted, rule);
+                    let debug = goaway
+                        .debug
+                        .clone()
+                        .unwrap_or_else(|| format!("misdirect: rule {}", rule.unwrap_or("?")));
+                    (
+                        0,
+                        SentFrame::Goaway {
+                            last_stream_id,
+                            code: goaway.code,
+                            debug,
+                        },
+                    )
+                }
+            })
+            .collect();
+        let excluded_by = streams.above_goaway(Some(stream));
+        if excluded_by.is_none() && processing {
+            streams.processed = streams.processed.max(stream);
+        }
+        Admitted {
+            frames: sent,
+            excluded_by,
+            processed: streams.processed,
+        }
+    }
+
+    /// Notes a stream the connection received (for `highest_seen`).
+    pub fn saw_stream(&self, stream: u32) {
+        let mut streams = self.streams();
+        streams.highest_seen = streams.highest_seen.max(stream);
     }
 
     /// The decision as this connection's protocol can carry it out.
-    fn plan(&self, instruction: Instruction, rule: Option<String>, stream: Option<u32>) -> Plan {
+    fn plan(&self, instruction: Instruction, rule: Option<String>) -> Plan {
         let http1 = self.protocol == Protocol::Http11;
         match instruction {
             Instruction::Respond(response) => Plan::Respond {
@@ -275,21 +494,13 @@ impl ConnCtx {
             }
             Instruction::Reset(code) => Plan::Reset(code),
             Instruction::Goaway {
-                code,
-                graceful,
+                graceful: true,
                 response,
-            } => Plan::Goaway {
-                code,
-                // Client streams are odd: the one before this is id − 2 (0 when this is 1).
-                last_stream_id: if graceful {
-                    MAX_STREAM_ID
-                } else {
-                    stream.unwrap_or(0).saturating_sub(2)
-                },
-                graceful,
-                response,
-                rule,
-            },
+                ..
+            } => Plan::Drain { response, rule },
+            // An immediate GOAWAY goes out as a frame (see `handle`); the request is not
+            // processed.
+            Instruction::Goaway { .. } => Plan::Unprocessed,
             Instruction::Close => Plan::Close { rule },
         }
     }

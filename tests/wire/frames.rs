@@ -84,9 +84,69 @@ impl Seen {
     }
 }
 
+/// A frame as it came off the wire, whatever its type (h2's codec drops the types it does
+/// not know, such as ORIGIN and ALTSVC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    /// Frame type.
+    pub kind: u8,
+    /// Flags.
+    pub flags: u8,
+    /// Stream id.
+    pub stream: u32,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// The connection, keeping a copy of every byte read, so that the raw frame sequence can be
+/// read back beside what the codec decodes.
+pub struct Tap {
+    io: TcpStream,
+    read: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl tokio::io::AsyncRead for Tap {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let new = &buf.filled()[before..];
+        self.read.lock().expect("tap").extend_from_slice(new);
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Tap {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// The client side of an HTTP/2 connection (h2c by prior knowledge), frame by frame.
 pub struct H2Client {
-    codec: Codec<TcpStream, Bytes>,
+    codec: Codec<Tap, Bytes>,
+    read: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     next_stream: u32,
 }
 
@@ -100,12 +160,40 @@ impl H2Client {
     pub async fn connect_with(address: SocketAddr, settings: frame::Settings) -> H2Client {
         let mut io = TcpStream::connect(address).await.expect("connect");
         io.write_all(PREFACE).await.expect("preface");
+        let read = std::sync::Arc::default();
+        let tap = Tap {
+            io,
+            read: std::sync::Arc::clone(&read),
+        };
         let mut client = H2Client {
-            codec: Codec::new(io),
+            codec: Codec::new(tap),
+            read,
             next_stream: 1,
         };
         client.send(settings.into()).await;
         client
+    }
+
+    /// Every whole frame read from the server so far, in wire order, of any type.
+    pub fn raw(&self) -> Vec<RawFrame> {
+        let read = self.read.lock().expect("tap");
+        let mut bytes = &read[..];
+        let mut frames = Vec::new();
+        while bytes.len() >= 9 {
+            let len =
+                usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+            if bytes.len() < 9 + len {
+                break;
+            }
+            frames.push(RawFrame {
+                kind: bytes[3],
+                flags: bytes[4],
+                stream: u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff,
+                payload: bytes[9..9 + len].to_vec(),
+            });
+            bytes = &bytes[9 + len..];
+        }
+        frames
     }
 
     /// The next frame that is not housekeeping, if one comes within `wait`.

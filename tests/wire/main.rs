@@ -10,7 +10,7 @@ use std::time::Duration;
 use frames::{H2Client, Seen, body_of, http1};
 use h2::frame::StreamId;
 use misdirect::harness::Harness;
-use misdirect::journal::{Action, EventKind, Protocol, RequestEvent, Scheme};
+use misdirect::journal::{Action, EventKind, Protocol, RequestEvent, Scheme, SentFrame};
 use misdirect::scenario::{self, ErrorCode};
 use misdirect::server::{Limits, ServeOptions, Server};
 
@@ -102,6 +102,8 @@ fn closed(events: &[EventKind]) -> Vec<&str> {
         .collect()
 }
 
+/// Every GOAWAY journaled: h2's own (`goaway_sent`) and the injected ones (`frame_sent`, never
+/// graceful), as (last-stream-id, code, graceful, rule).
 fn goaways(events: &[EventKind]) -> Vec<(u32, ErrorCode, bool, Option<&str>)> {
     events
         .iter()
@@ -113,6 +115,16 @@ fn goaways(events: &[EventKind]) -> Vec<(u32, ErrorCode, bool, Option<&str>)> {
                 rule,
                 ..
             } => Some((*last_stream_id, *code, *graceful, rule.as_deref())),
+            EventKind::FrameSent {
+                frame:
+                    SentFrame::Goaway {
+                        last_stream_id,
+                        code,
+                        ..
+                    },
+                rule,
+                ..
+            } => Some((*last_stream_id, *code, false, rule.as_deref())),
             _ => None,
         })
         .collect()
@@ -279,7 +291,8 @@ async fn h2_an_immediate_goaway_excludes_the_request_and_names_the_rule() {
 }
 
 #[tokio::test]
-async fn h2_an_immediate_goaway_lets_lower_streams_finish_and_refuses_higher_ones() {
+async fn h2_an_immediate_goaway_goes_out_at_once_lets_lower_streams_finish_and_leaves_higher_ones_unanswered()
+ {
     let (server, _dir) = start().await;
     let mut client = H2Client::connect(address(&server)).await;
     let slow = client.get("a.test", "/slow").await;
@@ -292,12 +305,10 @@ async fn h2_an_immediate_goaway_lets_lower_streams_finish_and_refuses_higher_one
         code: ENHANCE_YOUR_CALM,
         debug: "misdirect: rule calm-down".into(),
     };
-    let at = |wanted: &Seen| frames.iter().position(|f| f == wanted);
-    let refused = at(&Seen::Reset {
-        stream: late,
-        code: REFUSED_STREAM,
-    })
-    .expect("the stream above is refused");
+    let goaway_at = frames
+        .iter()
+        .position(|f| f == &expected_goaway)
+        .expect("the GOAWAY");
     let answered = frames
         .iter()
         .position(|f| {
@@ -311,31 +322,52 @@ async fn h2_an_immediate_goaway_lets_lower_streams_finish_and_refuses_higher_one
             )
         })
         .expect("the stream below is answered");
-    let goaway_at = at(&expected_goaway).expect("the GOAWAY");
-    assert!(refused < goaway_at && answered < goaway_at, "{frames:#?}");
+    // The GOAWAY does not wait for the slow stream (400 ms): it goes out first.
+    assert!(goaway_at < answered, "{frames:#?}");
     assert_eq!(body_of(&frames, slow), "slow");
+    assert_eq!(
+        frames
+            .iter()
+            .filter(|f| matches!(f, Seen::GoAway { .. }))
+            .count(),
+        1,
+        "h2 adds no GOAWAY of its own: {frames:#?}"
+    );
     assert!(
         !frames.iter().any(|f| matches!(
             f,
-            Seen::Headers { stream: 3, .. } | Seen::Reset { stream: 3, .. }
+            Seen::Headers { stream: 3 | 5, .. } | Seen::Reset { stream: 3 | 5, .. }
         )),
-        "the GOAWAY's own stream is never answered: {frames:#?}"
+        "the streams above the GOAWAY are never answered: {frames:#?}"
     );
     let events = journal_until(&server, |e| !closed(e).is_empty()).await;
-    let refused: Vec<u32> = events
+    let journaled: Vec<(Option<u32>, &str, Action, Option<u16>)> = requests(&events)
         .iter()
-        .filter_map(|e| match e {
-            EventKind::StreamRefused { stream, .. } => Some(*stream),
-            _ => None,
-        })
+        .map(|r| (r.stream, r.path.as_str(), r.action, r.status))
         .collect();
-    assert_eq!(refused, [late]);
-    let answered: Vec<(Option<u32>, &str)> = requests(&events)
-        .iter()
-        .map(|r| (r.stream, r.path.as_str()))
-        .collect();
-    assert!(answered.contains(&(Some(1), "/slow")) && answered.contains(&(Some(3), "/goaway")));
-    assert_eq!(goaways(&events)[0].0, 1);
+    assert!(journaled.contains(&(Some(1), "/slow", Action::Respond, Some(200))));
+    assert!(journaled.contains(&(Some(3), "/goaway", Action::Goaway, None)));
+    assert!(
+        journaled.contains(&(Some(5), "/late", Action::Goaway, None)),
+        "the stream above is journaled as not processed: {journaled:?}"
+    );
+    let late_request = requests(&events)
+        .into_iter()
+        .find(|r| r.stream == Some(5))
+        .expect("stream 5");
+    assert_eq!(late_request.rule.as_deref(), Some("calm-down"));
+    assert!(
+        late_request
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("not processed")),
+        "{late_request:?}"
+    );
+    assert_eq!(
+        goaways(&events),
+        [(1, ErrorCode::EnhanceYourCalm, false, Some("calm-down"))]
+    );
+    assert_eq!(closed(&events), ["closed after GOAWAY (rule)"]);
 }
 
 #[tokio::test]
@@ -833,4 +865,303 @@ async fn a_reload_that_changes_the_limits_is_refused() {
     assert!(err.to_string().starts_with("limits: "), "{err}");
     let (same, _) = scenario::from_bytes(SCENARIO.as_bytes()).expect("scenario");
     server.reload(same).expect("the same limits reload");
+}
+
+// ------------------------------------------------- frames h2 has no API for
+
+/// A listener that opens with ORIGIN and ALTSVC, and rules that send frames.
+const FRAMES_SCENARIO: &str = r#"{
+  "listeners": [{
+    "name": "plain", "tls": false,
+    "origin": ["https://a.test", "https://c.test:8443"],
+    "altsvc": [{"origin": "https://a.test", "value": "h2=\"alt.a.test:443\"; ma=60"}]
+  }],
+  "hosts": [{"names": ["a.test"]}],
+  "rules": [
+    {"name": "advertise", "when": {"path": "/alt"}, "send": [{"altsvc": {"value": "h2=\":8443\""}}, {"origin": ["https://b.test"]}]},
+    {"name": "stop-here", "when": {"path": "/stop"}, "send": [{"goaway": {"last_stream_id": "this_stream", "debug": "stop"}}]},
+    {"name": "at-seven", "when": {"path": "/seven"}, "delay_ms": 100, "send": [{"goaway": {"last_stream_id": 7, "code": "ENHANCE_YOUR_CALM"}}], "action": {"respond": {"status": 200, "body": "seven"}}},
+    {"name": "slow", "when": {"path": "/slow"}, "delay_ms": 300, "action": {"respond": {"status": 200, "body": "slow"}}},
+    {"name": "calm-down", "when": {"path": "/goaway"}, "action": {"goaway": {"code": "ENHANCE_YOUR_CALM"}}}
+  ]
+}"#;
+
+async fn start_frames() -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (scenario, _) = scenario::from_bytes(FRAMES_SCENARIO.as_bytes()).expect("scenario");
+    let server = Server::start(scenario, options(&dir, Limits::default()))
+        .await
+        .expect("server starts");
+    (server, dir)
+}
+
+const SETTINGS: u8 = 0x4;
+const HEADERS: u8 = 0x1;
+const ALTSVC: u8 = 0xa;
+const ORIGIN: u8 = 0xc;
+
+/// An ORIGIN payload as RFC 8336 §2.1 lays it out.
+fn origin_payload(origins: &[&str]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for origin in origins {
+        payload.extend_from_slice(&u16::try_from(origin.len()).expect("short").to_be_bytes());
+        payload.extend_from_slice(origin.as_bytes());
+    }
+    payload
+}
+
+/// An ALTSVC payload as RFC 7838 §4 lays it out.
+fn altsvc_payload(origin: &str, value: &str) -> Vec<u8> {
+    let mut payload = u16::try_from(origin.len())
+        .expect("short")
+        .to_be_bytes()
+        .to_vec();
+    payload.extend_from_slice(origin.as_bytes());
+    payload.extend_from_slice(value.as_bytes());
+    payload
+}
+
+fn frames_sent(events: &[EventKind]) -> Vec<(u32, &SentFrame, Option<&str>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::FrameSent {
+                stream,
+                frame,
+                rule,
+                ..
+            } => Some((*stream, frame, rule.as_deref())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn h2_origin_and_altsvc_come_directly_after_the_first_settings() {
+    let (server, _dir) = start_frames().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    client.get("a.test", "/ok").await;
+    assert_eq!(client.next().await.status(), Some(200));
+    let raw = client.raw();
+    assert_eq!((raw[0].kind, raw[0].flags & 0x1), (SETTINGS, 0), "{raw:?}");
+    assert_eq!((raw[1].kind, raw[1].stream, raw[1].flags), (ORIGIN, 0, 0));
+    assert_eq!(
+        raw[1].payload,
+        origin_payload(&["https://a.test", "https://c.test:8443"])
+    );
+    assert_eq!((raw[2].kind, raw[2].stream, raw[2].flags), (ALTSVC, 0, 0));
+    assert_eq!(
+        raw[2].payload,
+        altsvc_payload("https://a.test", "h2=\"alt.a.test:443\"; ma=60")
+    );
+    let events = journal_until(&server, |e| frames_sent(e).len() == 2).await;
+    assert_eq!(
+        frames_sent(&events),
+        [
+            (
+                0,
+                &SentFrame::Origin {
+                    origins: vec!["https://a.test".into(), "https://c.test:8443".into()]
+                },
+                None
+            ),
+            (
+                0,
+                &SentFrame::Altsvc {
+                    origin: "https://a.test".into(),
+                    value: "h2=\"alt.a.test:443\"; ma=60".into()
+                },
+                None
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn h2_a_rule_sends_altsvc_on_the_request_stream_and_origin_before_its_answer() {
+    let (server, _dir) = start_frames().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let stream = client.get("a.test", "/alt").await;
+    assert_eq!(client.next().await.status(), Some(200), "answered normally");
+    let raw = client.raw();
+    let at = |kind: u8, stream: u32| {
+        raw.iter()
+            .rposition(|f| f.kind == kind && f.stream == stream)
+            .unwrap_or_else(|| panic!("no frame of type {kind} on stream {stream}: {raw:?}"))
+    };
+    let altsvc = at(ALTSVC, stream);
+    let origin = at(ORIGIN, 0);
+    let headers = at(HEADERS, stream);
+    assert!(altsvc < origin && origin < headers, "{raw:?}");
+    assert_eq!(raw[altsvc].payload, altsvc_payload("", "h2=\":8443\""));
+    assert_eq!(raw[origin].payload, origin_payload(&["https://b.test"]));
+    let events = journal_until(&server, |e| frames_sent(e).len() == 4).await;
+    let by_rule: Vec<(u32, &SentFrame)> = frames_sent(&events)
+        .into_iter()
+        .filter(|(_, _, rule)| *rule == Some("advertise"))
+        .map(|(stream, frame, _)| (stream, frame))
+        .collect();
+    assert_eq!(
+        by_rule,
+        [
+            (
+                stream,
+                &SentFrame::Altsvc {
+                    origin: String::new(),
+                    value: "h2=\":8443\"".into()
+                }
+            ),
+            (
+                0,
+                &SentFrame::Origin {
+                    origins: vec!["https://b.test".into()]
+                }
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn h2_a_goaway_naming_this_stream_serves_it_and_those_below_and_leaves_those_above() {
+    let (server, _dir) = start_frames().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let slow = client.get("a.test", "/slow").await;
+    let stop = client.get("a.test", "/stop").await;
+    let after = client.get("a.test", "/ok").await;
+    assert_eq!((slow, stop, after), (1, 3, 5));
+    let frames = client.until_closed().await;
+    let goaway_at = frames
+        .iter()
+        .position(|f| {
+            f == &Seen::GoAway {
+                last_stream_id: 3,
+                code: NO_ERROR,
+                debug: "stop".into(),
+            }
+        })
+        .unwrap_or_else(|| panic!("GOAWAY(3): {frames:#?}"));
+    let answered = |stream: u32| {
+        frames
+            .iter()
+            .position(|f| matches!(f, Seen::Headers { stream: s, status: 200, .. } if *s == stream))
+    };
+    let stop_answer = answered(stop).expect("the GOAWAY's own stream is served");
+    assert!(
+        goaway_at < stop_answer,
+        "the frame goes before the answer: {frames:#?}"
+    );
+    assert!(answered(slow).is_some_and(|a| a > goaway_at));
+    assert_eq!(body_of(&frames, slow), "slow");
+    assert!(
+        !frames.iter().any(|f| matches!(
+            f,
+            Seen::Headers { stream: 5, .. } | Seen::Reset { stream: 5, .. }
+        )),
+        "the stream above is never answered: {frames:#?}"
+    );
+    assert_eq!(
+        frames
+            .iter()
+            .filter(|f| matches!(f, Seen::GoAway { .. }))
+            .count(),
+        1,
+        "{frames:#?}"
+    );
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    let above = requests(&events)
+        .into_iter()
+        .find(|r| r.stream == Some(5))
+        .expect("stream 5 journaled");
+    assert_eq!((above.action, above.status), (Action::Goaway, None));
+    assert_eq!(above.rule.as_deref(), Some("stop-here"));
+    assert_eq!(
+        goaways(&events),
+        [(3, ErrorCode::NoError, false, Some("stop-here"))]
+    );
+    assert_eq!(closed(&events), ["closed after GOAWAY (rule)"]);
+}
+
+#[tokio::test]
+async fn h2_a_goaway_naming_a_number_serves_every_stream_up_to_it() {
+    let (server, _dir) = start_frames().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    // The GOAWAY is decided after 100 ms, while the others wait out their 300 ms delay.
+    let first = client.get("a.test", "/seven").await;
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        others.push(client.get("a.test", "/slow").await);
+    }
+    assert_eq!((first, others.as_slice()), (1, &[3, 5, 7, 9][..]));
+    let frames = client.until_closed().await;
+    assert!(frames.contains(&Seen::GoAway {
+        last_stream_id: 7,
+        code: ENHANCE_YOUR_CALM,
+        debug: "misdirect: rule at-seven".into(),
+    }));
+    let statuses: Vec<(u32, u16)> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Seen::Headers { stream, status, .. } => Some((*stream, *status)),
+            _ => None,
+        })
+        .collect();
+    for stream in [1, 3, 5, 7] {
+        assert!(
+            statuses.contains(&(stream, 200)),
+            "stream {stream}: {frames:#?}"
+        );
+    }
+    assert!(!statuses.iter().any(|(s, _)| *s == 9), "{frames:#?}");
+    assert_eq!(body_of(&frames, 1), "seven");
+}
+
+#[tokio::test]
+async fn h2_an_immediate_goaway_leaves_within_5_ms_of_its_request() {
+    let (server, _dir) = start_frames().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    // A slow stream below it must not hold the GOAWAY back.
+    client.get("a.test", "/slow").await;
+    let stream = client.get("a.test", "/goaway").await;
+    let seen = client.next().await;
+    assert_eq!(
+        seen,
+        Seen::GoAway {
+            last_stream_id: stream - 2,
+            code: ENHANCE_YOUR_CALM,
+            debug: "misdirect: rule calm-down".into(),
+        }
+    );
+    client.until_closed().await;
+    let deadline = tokio::time::Instant::now() + frames::PATIENCE;
+    let events = loop {
+        let events = server.journal().snapshot();
+        let done = events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ConnectionClosed { .. }));
+        if done || tokio::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let received_ms = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Request(r) if r.path == "/goaway" => Some(r.received_ms),
+            _ => None,
+        })
+        .expect("the request");
+    let sent_ms = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::FrameSent {
+                frame: SentFrame::Goaway { .. },
+                ..
+            } => Some(e.elapsed_ms),
+            _ => None,
+        })
+        .expect("the GOAWAY");
+    assert!(
+        sent_ms - received_ms < 5.0,
+        "request at {received_ms} ms, GOAWAY at {sent_ms} ms"
+    );
 }
