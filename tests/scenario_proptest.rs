@@ -471,6 +471,8 @@ fn kitchen_sink() -> Value {
         ],
         "hosts": [
             {"names": ["a.test"], "certificate": "ab", "listeners": ["main", "twin"],
+             "origin": ["a.test", "https://b.test:8443"],
+             "altsvc": [{"value": "h2=\":443\""}, {"origin": "https://b.test", "value": "clear"}],
              "responses": [
                  {"path": "/x", "status": 200, "headers": {"x-a": "1"}, "body": "hi"},
                  {"path": "/static/*"}
@@ -493,7 +495,11 @@ fn kitchen_sink() -> Value {
             {"when": {}, "action": {"goaway": {"code": "NO_ERROR", "graceful": true}}},
             {"action": {"reset_stream": {}}},
             {"action": {"goaway": {}}},
-            {"action": "close"}
+            {"action": "close"},
+            {"send": [{"origin": []}, {"altsvc": {"value": "h2=\"alt.test:443\"; ma=60"}},
+                      {"goaway": {"last_stream_id": "highest_seen", "code": "ENHANCE_YOUR_CALM",
+                                  "debug": "d"}},
+                      {"goaway": {"last_stream_id": 7}}, {"goaway": {}}]}
         ],
         "client": {"steps": [
             {"request": {"method": "POST", "url": "https://a.test/x", "listener": "main",
