@@ -1,9 +1,11 @@
 //! The HTTP/2 translator (h2 over TLS, h2c by prior knowledge). h2 parses and writes the
 //! frames; this module accepts streams, reads their bodies, hands each request to the
 //! [`pipeline`](super::pipeline) and puts the [`Plan`] it returns on the wire. Frames h2
-//! cannot send go through the injector. The connection's life — serving, draining after a
-//! GOAWAY, going away on a rule's immediate GOAWAY — is one [`Life`]; its preface is h2's
-//! handshake, before there is a connection to be in a state.
+//! cannot send (ORIGIN, ALTSVC, a GOAWAY with a chosen last-stream-id) go through the
+//! [`injector`](super::inject), which writes them between h2's frames and journals each. The
+//! connection's life — serving, draining after h2's graceful GOAWAY, going away after a
+//! rule's GOAWAY — is one [`Life`]; its preface is h2's handshake, before there is a
+//! connection to be in a state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +90,7 @@ where
     let limits = ctx.shared.limits.clone();
     let journal = Arc::clone(&ctx.shared.journal);
     let id = ctx.facts.id;
-    let (io, takeback) = track(io);
+    let (io, injector) = track(io);
     // The listener's or host's ORIGIN and ALTSVC frames follow h2's first SETTINGS.
     let opening = ctx.shared.engine().opening_frames(&ctx.facts);
     let mut first = Vec::new();
@@ -99,7 +101,7 @@ where
         first.push((0, SentFrame::Altsvc { origin, value }));
     }
     for (stream, frame) in first {
-        inject(&takeback, &journal, id, stream, frame, None, true);
+        inject(&injector, &journal, id, stream, frame, None, true);
     }
     let mut builder = h2::server::Builder::new();
     builder
@@ -130,7 +132,7 @@ where
     // cut off whatever it is doing.
     let mut grace_until: Option<Instant> = None;
     let mut last_accepted: u32 = 0;
-    // Held until the connection is dropped (see Command::GoAway).
+    // Streams left unanswered (see Command::Hold and Command::Close).
     let mut held: Vec<SendResponse<Bytes>> = Vec::new();
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
@@ -181,7 +183,7 @@ where
                             going_away.as_mut().reset(Instant::now() + limits.shutdown_grace);
                             life = Life::GoingAway { closing: false };
                         }
-                        inject(&takeback, &journal, id, stream, frame, rule.clone(), false);
+                        inject(&injector, &journal, id, stream, frame, rule.clone(), false);
                     }
                     let _ = queued.send(());
                 }
@@ -191,7 +193,7 @@ where
                     break format!("closed by rule {}", rule.as_deref().unwrap_or("?"));
                 }
             },
-            drained = std::future::poll_fn(|cx| takeback.poll_drain(cx)), if takeback.has_due() => {
+            drained = std::future::poll_fn(|cx| injector.poll_drain(cx)), if injector.has_due() => {
                 if let Err(err) = drained {
                     break format!("connection error: {err}");
                 }
@@ -207,7 +209,7 @@ where
                 }
             }
             () = &mut going_away, if is_going_away => {
-                break "closed after GOAWAY (rule); streams below it were cut off".to_owned();
+                break "closed after GOAWAY (rule): serving the streams at or below it, or the close, took longer than the shutdown grace period".to_owned();
             }
             () = &mut idle, if is_serving => {
                 // Idle means no request in flight and none finished for the whole timeout.
@@ -265,7 +267,7 @@ where
 
 /// Queues a frame for the next frame boundary, to be journaled (`frame_sent`) once written.
 fn inject<T>(
-    takeback: &Injector<T>,
+    injector: &Injector<T>,
     journal: &Arc<crate::journal::Journal>,
     connection: u64,
     stream: u32,
@@ -283,7 +285,7 @@ fn inject<T>(
             debug,
         } => {
             let (code, debug) = (*code, debug.clone());
-            takeback.inject_goaway(*last_stream_id, code.value(), &debug.clone(), move |sent| {
+            injector.inject_goaway(*last_stream_id, code.value(), &debug.clone(), move |sent| {
                 journal.record(EventKind::FrameSent {
                     connection,
                     stream,
@@ -299,7 +301,7 @@ fn inject<T>(
         }
     };
     match encoded {
-        Ok(bytes) => takeback.inject(
+        Ok(bytes) => injector.inject(
             bytes,
             after_settings,
             Some(Box::new(move || {
