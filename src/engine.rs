@@ -288,7 +288,7 @@ impl Engine {
         let (altsvc, default_origin) = match host {
             Some(host) if !host.altsvc.is_empty() => (
                 host.altsvc.as_slice(),
-                host.names.first().map(|n| format!("https://{n}")),
+                host.names.first().map(|n| origin_entry(n, conn.port)),
             ),
             _ => (listener_altsvc, None),
         };

@@ -306,6 +306,10 @@ impl<'a> Run<'a> {
         let mut judged = Vec::new();
         for r in self.requests.iter().filter(|r| r.for_authority(authority)) {
             let connection = r.event.connection;
+            // Clients ignore ORIGIN on cleartext connections (RFC 8336 §2.2).
+            if r.event.scheme != crate::journal::Scheme::Https {
+                continue;
+            }
             let Some(frames) = self.origin_frames.get(&connection) else {
                 continue;
             };

@@ -622,3 +622,37 @@ fn a_body_file_named_twice_is_read_once_and_shared() {
     assert_eq!(host, rule);
     assert_eq!(host.as_ptr(), rule.as_ptr(), "one copy in memory");
 }
+
+#[test]
+fn an_origin_list_or_altsvc_value_too_big_for_one_frame_is_refused_at_its_path() {
+    let names: Vec<String> = (0..700)
+        .map(|i| format!("\"host-{i:04}.example.test\""))
+        .collect();
+    let lines = error_lines(&format!(
+        r#"{{{HOST}, "rules": [{{"send": [{{"origin": [{}]}}, {{"altsvc": {{"value": "h2=\":1\"; x=\"{}\""}}}}]}}]}}"#,
+        names.join(", "),
+        "y".repeat(17_000)
+    ));
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("rules[0].send[0].origin: the ORIGIN frame would carry up to ")
+            && lines[0].contains("over the 16384"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("rules[0].send[1].altsvc.value: the ALTSVC frame would carry"),
+        "{lines:#?}"
+    );
+    // 400 of them fit, even grown to `https://NAME:65535` each.
+    let names = &names[..400];
+    assert!(
+        scenario::from_bytes(
+            format!(
+                r#"{{{HOST}, "rules": [{{"send": [{{"origin": [{}]}}]}}]}}"#,
+                names.join(", ")
+            )
+            .as_bytes()
+        )
+        .is_ok()
+    );
+}

@@ -467,3 +467,21 @@ fn a_stream_left_above_a_goaway_counts_as_excluded_by_it_and_must_be_retried() {
         check.explanation
     );
 }
+
+#[test]
+fn respected_origin_leaves_cleartext_connections_alone() {
+    // Clients ignore ORIGIN over h2c (RFC 8336 §2.2): a request for another name there is no
+    // failure, and nothing else was judged.
+    let mut j = Journal::default()
+        .connection(1, None)
+        .origin_frame(1, &["https://b.test:1"])
+        .request(1, "GET", "c.test", "/", 200);
+    if let Some(Event {
+        kind: EventKind::Request(r),
+        ..
+    }) = j.events.last_mut()
+    {
+        r.scheme = crate::journal::Scheme::Http;
+    }
+    assert_eq!(j.verdict(respected(None)).status, Status::NotExercised);
+}

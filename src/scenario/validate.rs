@@ -373,6 +373,16 @@ fn check_hosts(
             }
         }
         check_connection_frames(host.origin.as_deref(), &host.altsvc, false, &path, out);
+        if !host.altsvc.is_empty() && host.names.first().is_some_and(|n| n.starts_with("*.")) {
+            for (i, alt) in host.altsvc.iter().enumerate() {
+                if alt.origin.is_none() {
+                    out.error(
+                        format!("{path}.altsvc[{i}].origin"),
+                        "missing: the host's first name is a wildcard, so it cannot stand for the origin; name one, e.g. \"https://www.site.test\"",
+                    );
+                }
+            }
+        }
         let served_on: Vec<&str> = match &host.listeners {
             Some(names) => {
                 if names.is_empty() {
@@ -704,10 +714,8 @@ fn check_connection_frames(
     path: &str,
     out: &mut Findings,
 ) {
-    for (i, entry) in origin.unwrap_or_default().iter().enumerate() {
-        if let Err(why) = check_origin_entry(entry) {
-            out.error(format!("{path}.origin[{i}]"), why);
-        }
+    if let Some(origins) = origin {
+        check_origin_list(origins, &format!("{path}.origin"), out);
     }
     for (i, alt) in altsvc.iter().enumerate() {
         let at = format!("{path}.altsvc[{i}]");
@@ -726,6 +734,57 @@ fn check_connection_frames(
         if let Err(why) = check_altsvc_value(&alt.value) {
             out.error(format!("{at}.value"), why);
         }
+        check_altsvc_size(alt, &at, out);
+    }
+}
+
+/// The most payload every HTTP/2 peer accepts in a frame (SETTINGS_MAX_FRAME_SIZE's initial
+/// value, RFC 9113 §4.2).
+const MAX_FRAME_PAYLOAD: usize = 16_384;
+
+/// The longest a bare name of an ORIGIN list grows when sent: `https://` and `:65535`.
+const BARE_NAME_GROWTH: usize = "https://".len() + ":65535".len();
+
+/// Each entry of an ORIGIN list, and the frame they make together (one frame, at most
+/// 16,384 bytes of payload).
+fn check_origin_list(origins: &[String], path: &str, out: &mut Findings) {
+    let mut payload = 0;
+    for (i, entry) in origins.iter().enumerate() {
+        if let Err(why) = check_origin_entry(entry) {
+            out.error(format!("{path}[{i}]"), why);
+        }
+        let grows = if entry.contains("://") {
+            0
+        } else {
+            BARE_NAME_GROWTH
+        };
+        payload += 2 + entry.len() + grows;
+    }
+    if payload > MAX_FRAME_PAYLOAD {
+        out.error(
+            path,
+            format!(
+                "the ORIGIN frame would carry up to {payload} bytes, over the {MAX_FRAME_PAYLOAD} every peer accepts in one frame (RFC 9113 §4.2); list fewer origins"
+            ),
+        );
+    }
+}
+
+/// An ALTSVC frame fits one frame (its origin, when defaulted, is a host name grown as a bare
+/// ORIGIN entry is).
+fn check_altsvc_size(alt: &super::AltSvcSpec, path: &str, out: &mut Findings) {
+    let origin = alt
+        .origin
+        .as_ref()
+        .map_or(255 + BARE_NAME_GROWTH, String::len);
+    let payload = 2 + origin + alt.value.len();
+    if payload > MAX_FRAME_PAYLOAD {
+        out.error(
+            format!("{path}.value"),
+            format!(
+                "the ALTSVC frame would carry up to {payload} bytes, over the {MAX_FRAME_PAYLOAD} every peer accepts in one frame (RFC 9113 §4.2)"
+            ),
+        );
     }
 }
 
@@ -733,11 +792,7 @@ fn check_connection_frames(
 fn check_frame(frame: &super::FrameSpec, path: &str, out: &mut Findings) {
     match frame {
         super::FrameSpec::Origin(origins) => {
-            for (i, entry) in origins.iter().enumerate() {
-                if let Err(why) = check_origin_entry(entry) {
-                    out.error(format!("{path}.origin[{i}]"), why);
-                }
-            }
+            check_origin_list(origins, &format!("{path}.origin"), out);
         }
         super::FrameSpec::Altsvc(alt) => {
             if let Some(origin) = &alt.origin
@@ -748,6 +803,7 @@ fn check_frame(frame: &super::FrameSpec, path: &str, out: &mut Findings) {
             if let Err(why) = check_altsvc_value(&alt.value) {
                 out.error(format!("{path}.altsvc.value"), why);
             }
+            check_altsvc_size(alt, &format!("{path}.altsvc"), out);
         }
         super::FrameSpec::Goaway(goaway) => {
             if goaway

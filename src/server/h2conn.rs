@@ -30,6 +30,13 @@ use crate::scenario::ErrorCode;
 /// scenario's shared bodies.
 const SEND_CHUNK: usize = 64 * 1024;
 
+/// How long h2 gets to close a connection after a rule's GOAWAY once the streams it serves
+/// are done: to write what it holds and see its closing PING answered.
+const CLOSE_AFTER_GOAWAY: Duration = Duration::from_secs(1);
+
+/// How long a rule's frames queued before its `close` get to go out.
+const CLOSE_DRAIN: Duration = Duration::from_millis(100);
+
 /// Where an HTTP/2 connection is in its life.
 #[derive(Debug)]
 enum Life {
@@ -38,8 +45,9 @@ enum Life {
     /// A GOAWAY(NO_ERROR) went out: h2 lets the open streams finish and closes.
     Draining(Drain),
     /// A rule's GOAWAY with a chosen last-stream-id is out (or queued): streams above it are
-    /// left unanswered, those at or below it are served (within the shutdown grace period);
-    /// then h2 closes the connection, its own GOAWAYs filtered so that none names a higher id.
+    /// left unanswered, those at or below it are served (each bounded by its own delay and
+    /// the idle timeout's patience); then h2 closes the connection within
+    /// [`CLOSE_AFTER_GOAWAY`], its own GOAWAYs filtered so that none names a higher id.
     GoingAway {
         /// Whether h2 was already told to close.
         closing: bool,
@@ -138,7 +146,7 @@ where
     tokio::pin!(idle);
     let grace = tokio::time::sleep(limits.shutdown_grace);
     tokio::pin!(grace);
-    let going_away = tokio::time::sleep(limits.shutdown_grace);
+    let going_away = tokio::time::sleep(CLOSE_AFTER_GOAWAY);
     tokio::pin!(going_away);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
 
@@ -180,16 +188,27 @@ where
                 Command::Frames { frames, rule, queued } => {
                     for (stream, frame) in frames {
                         if matches!(frame, SentFrame::Goaway { .. }) && !is_going_away {
-                            going_away.as_mut().reset(Instant::now() + limits.shutdown_grace);
                             life = Life::GoingAway { closing: false };
                         }
                         inject(&injector, &journal, id, stream, frame, rule.clone(), false);
                     }
                     let _ = queued.send(());
                 }
-                Command::Hold(respond) => held.push(respond),
+                Command::Hold(respond) => {
+                    // Once h2 is closing, a late stream above the GOAWAY is let go at once
+                    // (h2's reset of it is filtered out), so that it does not hold the close.
+                    if !matches!(life, Life::GoingAway { closing: true }) {
+                        held.push(respond);
+                    }
+                }
                 Command::Close { rule, _unanswered } => {
                     held.push(_unanswered);
+                    // The rule's frames, queued just before, go out first (bounded).
+                    let _ = tokio::time::timeout(
+                        CLOSE_DRAIN,
+                        std::future::poll_fn(|cx| injector.poll_drain(cx)),
+                    )
+                    .await;
                     break format!("closed by rule {}", rule.as_deref().unwrap_or("?"));
                 }
             },
@@ -206,10 +225,13 @@ where
                     held.clear();
                     conn.graceful_shutdown();
                     life = Life::GoingAway { closing: true };
+                    going_away.as_mut().reset(Instant::now() + CLOSE_AFTER_GOAWAY);
                 }
             }
-            () = &mut going_away, if is_going_away => {
-                break "closed after GOAWAY (rule): serving the streams at or below it, or the close, took longer than the shutdown grace period".to_owned();
+            () = &mut going_away, if matches!(life, Life::GoingAway { closing: true }) => {
+                break format!(
+                    "closed after GOAWAY (rule); cut off {CLOSE_AFTER_GOAWAY:?} after the streams it serves were done (the client did not answer h2's closing PING)"
+                );
             }
             () = &mut idle, if is_serving => {
                 // Idle means no request in flight and none finished for the whole timeout.

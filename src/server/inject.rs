@@ -1,9 +1,12 @@
 //! Raw HTTP/2 frames where h2 has no API: ORIGIN (RFC 8336), ALTSVC (RFC 7838 §4) and a
 //! GOAWAY with a chosen last-stream-id (RFC 9113 §6.8). h2 owns the connection's I/O, so the
 //! connection goes through a [`FrameTracker`] that follows the frame boundaries of what h2
-//! writes. Frames queued through the [`Injector`] handle go out at the next boundary — inside
-//! one of h2's writes, or, when h2 is idle, from [`Injector::poll_drain`] — so h2's frames are
-//! never split, and HEADERS/CONTINUATION (whose HPACK state h2 owns) are never injected.
+//! writes. Frames queued through the [`Injector`] handle go out at the next boundary between
+//! two of h2's frames that is not inside a header block — inside one of h2's writes, or, when
+//! h2 is idle, from [`Injector::poll_drain`] — so h2's frames are never split, and neither are
+//! its header blocks: a HEADERS or PUSH_PROMISE without END_HEADERS and the CONTINUATION
+//! frames up to the one with END_HEADERS stay contiguous (RFC 9113 §6.10), however many writes
+//! h2 takes for them. HEADERS/CONTINUATION (whose HPACK state h2 owns) are never injected.
 //!
 //! After an injected GOAWAY, h2's own frames are filtered so that none contradicts it: a
 //! later GOAWAY of h2's with an error code keeps its code and debug data but never names a
@@ -31,14 +34,20 @@ const MAX_DEBUG_LEN: usize = crate::scenario::MAX_DEBUG_DATA_BYTES;
 /// The largest payload every peer accepts (SETTINGS_MAX_FRAME_SIZE's initial value).
 pub const MAX_PAYLOAD: usize = 16_384;
 
+const HEADERS: u8 = 0x1;
 const GOAWAY: u8 = 0x7;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const PUSH_PROMISE: u8 = 0x5;
+const CONTINUATION: u8 = 0x9;
 const ALTSVC: u8 = 0xa;
 const ORIGIN: u8 = 0xc;
 
 /// RFC 9113 §6.5: the ACK flag of a SETTINGS frame.
 const ACK: u8 = 0x1;
+
+/// RFC 9113 §6.2, §6.6, §6.10: the END_HEADERS flag of HEADERS, PUSH_PROMISE and CONTINUATION.
+const END_HEADERS: u8 = 0x4;
 
 /// RFC 9113 §4.1: a stream identifier is 31 bits after a reserved bit.
 const STREAM_ID_MASK: u32 = 0x7fff_ffff;
@@ -64,6 +73,19 @@ fn frame_header(frame: &mut BytesMut, len: usize, kind: u8, stream: u32) {
 /// The payload length a frame header names (RFC 9113 §4.1: 24 bits).
 fn payload_len(header: &[u8]) -> usize {
     usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2])
+}
+
+/// Whether a header block is open once the frame with this header begins, given whether one
+/// was open before (RFC 9113 §6.10): a HEADERS or PUSH_PROMISE without END_HEADERS opens one, a
+/// CONTINUATION without it keeps it open; anything else leaves none open (a CONTINUATION with
+/// END_HEADERS ends the block where its payload ends: the frame's own end is a boundary anyway).
+fn header_block_open(header: &[u8], open: bool) -> bool {
+    let end_headers = header[4] & END_HEADERS != 0;
+    match header[3] {
+        HEADERS | PUSH_PROMISE => !end_headers,
+        CONTINUATION => open && !end_headers,
+        _ => false,
+    }
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
@@ -163,6 +185,9 @@ struct Inner<T> {
     header_len: usize,
     /// Payload bytes of h2's current frame still to come.
     payload_left: usize,
+    /// h2's current frame is part of a header block that goes on after it (RFC 9113 §6.10:
+    /// nothing may come between its frames): no boundary until the block's last frame ends.
+    in_header_block: bool,
     /// The current frame is a SETTINGS (not an ACK): its end marks `settings_done`.
     in_settings: bool,
     /// h2's first SETTINGS frame is out.
@@ -186,8 +211,13 @@ struct Inner<T> {
 }
 
 impl<T> Inner<T> {
+    /// Between two of h2's frames, all of h2's bytes taken written, and not inside a header
+    /// block: where a frame may be injected.
     fn at_boundary(&self) -> bool {
-        self.header_len == 0 && self.payload_left == 0 && self.owed_at == self.owed_len
+        self.header_len == 0
+            && self.payload_left == 0
+            && self.owed_at == self.owed_len
+            && !self.in_header_block
     }
 
     /// Whether the queue's first frame may go out now.
@@ -220,6 +250,7 @@ impl<T> Inner<T> {
     fn begin(&mut self) {
         let h = &self.header;
         self.payload_left = payload_len(h);
+        self.in_header_block = header_block_open(h, self.in_header_block);
         self.in_settings = h[3] == SETTINGS && h[4] & ACK == 0 && !self.settings_done;
         self.goaway_id = (h[3] == GOAWAY).then_some(([0; 4], 0));
         self.end_if_empty();
@@ -312,6 +343,7 @@ impl<T> Inner<T> {
         }
         self.header_len = 0;
         self.payload_left = payload_len(h) - (held - FRAME_HEADER_LEN);
+        self.in_header_block = header_block_open(h, self.in_header_block);
         self.in_settings = h[3] == SETTINGS && h[4] & ACK == 0 && !self.settings_done;
         self.dropping = redundant || (h[3] == RST_STREAM && stream > self.floor);
         self.owed_at = 0;
@@ -385,7 +417,8 @@ impl<T: AsyncWrite + Unpin> Inner<T> {
 
     /// A write while frames are queued or h2's are filtered: at each boundary the due frames
     /// go first; h2's bytes go at most to the end of its current frame header or payload, so
-    /// that the next boundary is seen.
+    /// that the next boundary is seen. Inside a header block a frame's end is no boundary:
+    /// h2's next frame follows at once.
     fn poll_write_slow(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut taken = 0;
         // Pending once nothing of h2's was taken; otherwise what was.
@@ -455,6 +488,7 @@ pub fn track<T>(io: T) -> (FrameTracker<T>, Injector<T>) {
         header: [0; FRAME_HEADER_LEN + 8],
         header_len: 0,
         payload_left: 0,
+        in_header_block: false,
         in_settings: false,
         settings_done: false,
         goaway_id: None,
@@ -477,8 +511,9 @@ pub fn track<T>(io: T) -> (FrameTracker<T>, Injector<T>) {
 
 impl<T> Injector<T> {
     /// Queues a frame (never HEADERS or CONTINUATION: h2 owns the HPACK state) for the next
-    /// boundary — with `after_settings`, not before h2's first SETTINGS. `on_sent` runs once
-    /// it is written whole, with the connection locked: it must not use this handle.
+    /// boundary between two of h2's frames, outside a header block — with `after_settings`,
+    /// not before h2's first SETTINGS. `on_sent` runs once it is written whole, with the
+    /// connection locked: it must not use this handle.
     pub fn inject(
         &self,
         frame: Bytes,
@@ -517,8 +552,11 @@ impl<T> Injector<T> {
         lock(&self.inner).due()
     }
 
-    /// Writes the frames that may go out, once h2 is between two frames, and flushes: for
-    /// when h2 has nothing to write that would carry them. Ready when none is left due.
+    /// Writes the frames that may go out, once h2 is between two frames and not inside a
+    /// header block, and flushes: for when h2 has nothing to write that would carry them.
+    /// Ready when none is left due. Pending until then, and woken by the write of h2's that
+    /// ends its frame or header block (h2 finishes a header block it began once the
+    /// connection takes it).
     pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>
     where
         T: AsyncWrite + Unpin,
@@ -1352,6 +1390,128 @@ mod tests {
         }
     }
 
+    /// A header block of h2's (RFC 9113 §6.10) as three frames: a HEADERS (END_STREAM, no
+    /// END_HEADERS) or a PUSH_PROMISE (promising stream 2, no END_HEADERS), a CONTINUATION
+    /// without END_HEADERS, and one with it.
+    fn header_block(kind: u8, stream: u32) -> [Vec<u8>; 3] {
+        let first = if kind == PUSH_PROMISE {
+            TestFrame::new(PUSH_PROMISE, 0, stream, &[0, 0, 0, 2, 0x82, 0x87])
+        } else {
+            TestFrame::new(HEADERS, 0x1, stream, &[0x88, 0x5f])
+        };
+        [
+            first.bytes(),
+            TestFrame::new(CONTINUATION, 0, stream, &[0x0f, 0x10]).bytes(),
+            TestFrame::new(CONTINUATION, END_HEADERS, stream, &[0x61]).bytes(),
+        ]
+    }
+
+    #[test]
+    fn a_frame_queued_inside_a_header_block_goes_out_after_it() {
+        for kind in [HEADERS, PUSH_PROMISE] {
+            for allowance in [1, 4, usize::MAX] {
+                for piece in [1, 9, 10, usize::MAX] {
+                    let (mut tracker, injector, wire) = tracked_with(vec![allowance]);
+                    let [first, middle, last] = header_block(kind, 1);
+                    write_all(&mut tracker, &first, piece);
+                    let altsvc = altsvc_frame(1, "", "h3=\":443\"").expect("frame");
+                    injector.inject(altsvc.clone(), false, None);
+                    write_all(&mut tracker, &middle, piece);
+                    assert_eq!(written(&wire), [&first[..], &middle[..]].concat());
+                    write_all(&mut tracker, &last, piece);
+                    let expected = [&first[..], &middle[..], &last[..], &altsvc[..]].concat();
+                    assert_eq!(
+                        written(&wire),
+                        expected,
+                        "kind {kind}, allowance {allowance}, piece {piece}"
+                    );
+                    assert!(!injector.has_due());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn poll_drain_waits_for_the_end_of_a_header_block() {
+        // Whether the connection takes the ALTSVC in h2's write that ends the block, or is
+        // not ready then and the drain writes it.
+        for ready_at_end in [true, false] {
+            for kind in [HEADERS, PUSH_PROMISE] {
+                // Writes: the first frame (fast path); the header and payload of each
+                // CONTINUATION (slow path, cut at frame edges); the ALTSVC (not ready yet); the
+                // ALTSVC again.
+                let allowances = if ready_at_end {
+                    vec![usize::MAX]
+                } else {
+                    let mut allowances = vec![usize::MAX; 5];
+                    allowances.extend([0, usize::MAX]);
+                    allowances
+                };
+                let (mut tracker, injector, wire) = tracked_with(allowances);
+                let [first, middle, last] = header_block(kind, 1);
+                let altsvc = altsvc_frame(0, "https://a.example", "clear").expect("frame");
+                let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+                let waker = Waker::from(Arc::clone(&wakes));
+                let mut cx = Context::from_waker(&waker);
+
+                // Between two frames of the block (h2 waits for the socket).
+                write_all(&mut tracker, &first, usize::MAX);
+                injector.inject(altsvc.clone(), false, None);
+                assert!(
+                    injector.poll_drain(&mut cx).is_pending(),
+                    "inside a header block"
+                );
+                write_all(&mut tracker, &middle, usize::MAX);
+                assert!(injector.poll_drain(&mut cx).is_pending(), "still inside it");
+                assert_eq!(written(&wire), [&first[..], &middle[..]].concat());
+                assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "not woken inside it");
+
+                // The block ends: the drain is woken.
+                write_all(&mut tracker, &last, usize::MAX);
+                assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+                let block = [&first[..], &middle[..], &last[..]].concat();
+                if !ready_at_end {
+                    assert_eq!(written(&wire), block);
+                }
+                assert!(matches!(injector.poll_drain(&mut cx), Poll::Ready(Ok(()))));
+                assert_eq!(written(&wire), [&block[..], &altsvc[..]].concat());
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_block_stays_whole_while_filtering() {
+        for allowance in [1, 5, usize::MAX] {
+            for piece in [1, 9, 10, usize::MAX] {
+                let (mut tracker, injector, wire) = tracked_with(vec![allowance]);
+                write_all(&mut tracker, &h2_settings(), usize::MAX);
+                injector.inject_goaway(3, 0, "inj", |_| {});
+                drain(&injector);
+                let start = written(&wire).len();
+                let [first, middle, last] = header_block(HEADERS, 3);
+                write_all(&mut tracker, &first, piece);
+                let altsvc = altsvc_frame(3, "", "clear").expect("frame");
+                injector.inject(altsvc.clone(), false, None);
+                assert!(injector.poll_drain(&mut noop_cx()).is_pending());
+                write_all(&mut tracker, &middle, piece);
+                assert!(injector.poll_drain(&mut noop_cx()).is_pending());
+                // The block's end, and an RST_STREAM above the GOAWAY (dropped).
+                write_all(
+                    &mut tracker,
+                    &[&last[..], &h2_reset(5, 8)[..]].concat(),
+                    piece,
+                );
+                drain(&injector);
+                let expected = [&first[..], &middle[..], &last[..], &altsvc[..]].concat();
+                assert_eq!(
+                    written(&wire)[start..],
+                    expected[..],
+                    "allowance {allowance}, piece {piece}"
+                );
+            }
+        }
+    }
+
     // Bounded fuzzing (proptest). Default case counts keep these to a couple of seconds;
     // `PROPTEST_CASES=100000 cargo test --release --lib server::inject` searches longer.
     // Failures found are kept in `proptest-regressions/server/inject.txt`.
@@ -1380,11 +1540,12 @@ mod tests {
         prop_oneof![3 => 0u32..12, 1 => 0u32..=STREAM_ID_MASK]
     }
 
-    /// A frame of h2's. Its GOAWAY frames' debug data starts with "h2", so that they are told
-    /// from injected ones.
-    fn h2_frame() -> impl Strategy<Value = TestFrame> {
+    /// A frame of h2's, or a header block of h2's (RFC 9113 §6.10: a HEADERS or PUSH_PROMISE
+    /// without END_HEADERS, then CONTINUATION frames up to one with END_HEADERS). Its GOAWAY
+    /// frames' debug data starts with "h2", so that they are told from injected ones.
+    fn h2_frames() -> impl Strategy<Value = Vec<TestFrame>> {
         let other = (
-            prop::sample::select(vec![0x0u8, 0x1, 0x2, 0x6, 0x8, 0x9]),
+            prop::sample::select(vec![0x0u8, 0x2, 0x6, 0x8]),
             any::<u8>(),
             stream_id(),
             // Mostly small, sometimes up to the default SETTINGS_MAX_FRAME_SIZE (RFC 9113 §4.2).
@@ -1417,7 +1578,50 @@ mod tests {
                 ];
                 TestFrame::new(GOAWAY, 0, 0, &payload.concat())
             });
-        prop_oneof![4 => other, 2 => settings, 2 => reset, 1 => goaway]
+        // A header block's frames: mostly small, sometimes a whole SETTINGS_MAX_FRAME_SIZE.
+        let fragment = || {
+            (
+                any::<u8>(),
+                prop_oneof![4 => 0usize..32, 1 => 0usize..=16_384],
+            )
+        };
+        let headers = (
+            prop::sample::select(vec![HEADERS, PUSH_PROMISE]),
+            stream_id(),
+            fragment(),
+            // 0 to 3 CONTINUATION frames without END_HEADERS, then one with it.
+            prop::collection::vec(fragment(), 1..5),
+            any::<bool>(),
+        )
+            .prop_map(|(kind, stream, (flags, len), continuations, whole)| {
+                let payload = vec![0x82; len];
+                if whole {
+                    return vec![TestFrame::new(kind, flags | END_HEADERS, stream, &payload)];
+                }
+                let mut block = vec![TestFrame::new(kind, flags & !END_HEADERS, stream, &payload)];
+                let last = continuations.len() - 1;
+                for (i, (flags, len)) in continuations.into_iter().enumerate() {
+                    let flags = if i == last {
+                        flags | END_HEADERS
+                    } else {
+                        flags & !END_HEADERS
+                    };
+                    block.push(TestFrame::new(
+                        CONTINUATION,
+                        flags,
+                        stream,
+                        &vec![0x87; len],
+                    ));
+                }
+                block
+            });
+        prop_oneof![
+            4 => other.prop_map(|f| vec![f]),
+            2 => settings.prop_map(|f| vec![f]),
+            2 => reset.prop_map(|f| vec![f]),
+            1 => goaway.prop_map(|f| vec![f]),
+            2 => headers,
+        ]
     }
 
     /// Whether filtering drops h2's frame: an RST_STREAM above the lowest GOAWAY id out, or
@@ -1482,12 +1686,12 @@ mod tests {
         /// h2 writes frames in pieces of any size (some vectored), the connection takes what
         /// it can, frames are injected and drained at any point: the connection gets h2's
         /// frames whole and in order, filtered once an injected GOAWAY is out, with each
-        /// injected frame whole between two of them, in the order queued, not before it was
-        /// queued nor (if so asked) before h2's first SETTINGS, and its `on_sent` run once,
-        /// right after its last byte.
+        /// injected frame whole between two of them and never inside a header block (RFC 9113
+        /// §6.10), in the order queued, not before it was queued nor (if so asked) before h2's
+        /// first SETTINGS, and its `on_sent` run once, right after its last byte.
         #[test]
         fn frames_stay_whole_and_in_order_around_injected_ones(
-            frames in prop::collection::vec(h2_frame(), 1..16),
+            frames in prop::collection::vec(h2_frames(), 1..16).prop_map(|units| units.concat()),
             ops in prop::collection::vec(op(), 0..40),
             offers in prop::collection::vec(prop_oneof![1usize..16, 1usize..40_000], 1..16),
             splits in prop::collection::vec(prop_oneof![2 => Just(0usize), 1 => 1usize..20], 1..8),
@@ -1599,12 +1803,16 @@ mod tests {
             let mut floor = u32::MAX;
             let mut filtering = false;
             let mut settings_seen = false;
+            // Inside one of h2's header blocks (RFC 9113 §6.10): nothing may come between
+            // its frames.
+            let mut in_block = false;
             let mut h = 0;
             let mut j = 0;
             for (offset, frame) in read {
                 let end = offset + FRAME_HEADER_LEN + frame.payload.len();
                 if is_injected(&frame) {
                     prop_assert!(j < injected.len(), "an injected frame nobody queued at {}", offset);
+                    prop_assert!(!in_block, "frame {} inside a header block at {}", j, offset);
                     let inj = &injected[j];
                     prop_assert!(offset >= inj.queued_at, "frame {} out before it was queued", j);
                     prop_assert!(!inj.after_settings || settings_seen, "frame {} out before SETTINGS", j);
@@ -1642,6 +1850,8 @@ mod tests {
                     floor = floor.min(expected.last_stream_id());
                 }
                 settings_seen |= expected.kind == SETTINGS && expected.flags & ACK == 0;
+                prop_assert!(!in_block || expected.kind == 0x9, "a header block cut short at {}", offset);
+                in_block = [0x1, 0x5, 0x9].contains(&expected.kind) && expected.flags & 0x4 == 0;
                 prop_assert_eq!(frame, expected);
             }
             while filtering && h < frames.len() && filtered_out(&frames[h], floor) {

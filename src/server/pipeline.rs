@@ -267,6 +267,25 @@ impl ConnCtx {
         let mut decision = self.decide(&incoming);
         let error = arrival.error.clone().or_else(|| bad_host(&arrival.parts));
         if let Some(error) = &error {
+            if self.protocol != Protocol::Http11
+                && let Some((last, rule)) = self
+                    .admit(arrival.stream.unwrap_or(0), &[], None, true)
+                    .excluded_by
+            {
+                // A GOAWAY that excludes it went out while its body was read: not answered.
+                let decision = Decision { rule, ..decision };
+                let done = Done {
+                    action: Action::Goaway,
+                    status: None,
+                    reset_code: None,
+                    error: Some(format!(
+                        "not processed: above the last-stream-id {last} of a GOAWAY sent while its body was read ({}); left unanswered for the client to retry",
+                        error.describe()
+                    )),
+                };
+                self.journal_request(incoming, &decision, done);
+                return (Outgoing::default(), Plan::Unprocessed);
+            }
             let response = error.response();
             let done = Done {
                 action: Action::Respond,

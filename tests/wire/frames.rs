@@ -239,6 +239,22 @@ impl H2Client {
         id
     }
 
+    /// Opens the next stream with a request whose body is still to come (no END_STREAM).
+    /// Returns the stream id.
+    pub async fn open(&mut self, method: &str, authority: &str, path: &str) -> u32 {
+        let id = self.next_stream;
+        self.next_stream += 2;
+        let uri: http::Uri = format!("http://{authority}{path}").parse().expect("uri");
+        let method: http::Method = method.parse().expect("method");
+        let headers = frame::Headers::new(
+            StreamId::from(id),
+            Pseudo::request(method, uri, None),
+            http::HeaderMap::new(),
+        );
+        self.send(headers.into()).await;
+        id
+    }
+
     /// `GET` on the next stream.
     pub async fn get(&mut self, authority: &str, path: &str) -> u32 {
         self.request("GET", authority, path, None).await

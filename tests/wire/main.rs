@@ -882,7 +882,9 @@ const FRAMES_SCENARIO: &str = r#"{
     {"name": "stop-here", "when": {"path": "/stop"}, "send": [{"goaway": {"last_stream_id": "this_stream", "debug": "stop"}}]},
     {"name": "at-seven", "when": {"path": "/seven"}, "delay_ms": 100, "send": [{"goaway": {"last_stream_id": 7, "code": "ENHANCE_YOUR_CALM"}}], "action": {"respond": {"status": 200, "body": "seven"}}},
     {"name": "slow", "when": {"path": "/slow"}, "delay_ms": 300, "action": {"respond": {"status": 200, "body": "slow"}}},
-    {"name": "calm-down", "when": {"path": "/goaway"}, "action": {"goaway": {"code": "ENHANCE_YOUR_CALM"}}}
+    {"name": "calm-down", "when": {"path": "/goaway"}, "action": {"goaway": {"code": "ENHANCE_YOUR_CALM"}}},
+    {"name": "none-processed", "when": {"path": "/zero"}, "send": [{"goaway": {"last_stream_id": 0}}]},
+    {"name": "slower", "when": {"path": "/slower"}, "delay_ms": 2500, "action": {"respond": {"status": 200, "body": "slower"}}}
   ]
 }"#;
 
@@ -1164,4 +1166,61 @@ async fn h2_an_immediate_goaway_leaves_within_5_ms_of_its_request() {
         sent_ms - received_ms < 5.0,
         "request at {received_ms} ms, GOAWAY at {sent_ms} ms"
     );
+}
+
+#[tokio::test]
+async fn h2_a_body_error_after_a_goaway_that_excludes_its_stream_gets_no_answer() {
+    let (server, _dir) = start_frames().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    // Stream 1: a POST whose body is still to come.
+    let upload = client.open("POST", "a.test", "/upload").await;
+    let stream = client.get("a.test", "/zero").await;
+    assert_eq!((upload, stream), (1, 3));
+    // Stream 3's rule sends GOAWAY(0): nothing was processed, both streams lie above it.
+    assert_eq!(
+        client.next().await,
+        Seen::GoAway {
+            last_stream_id: 0,
+            code: NO_ERROR,
+            debug: "misdirect: rule none-processed".into(),
+        }
+    );
+    // Then stream 1's body runs over the cap (64 bytes): no 413 for a stream above the GOAWAY.
+    let mut data = h2::frame::Data::new(StreamId::from(1), bytes::Bytes::from(vec![b'x'; 100]));
+    data.set_end_stream(true);
+    client.send(data.into()).await;
+    let frames = client.until_closed().await;
+    assert!(
+        !frames
+            .iter()
+            .any(|f| matches!(f, Seen::Headers { .. } | Seen::Data { .. })),
+        "{frames:#?}"
+    );
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    let upload = requests(&events)
+        .into_iter()
+        .find(|r| r.stream == Some(1))
+        .expect("stream 1 journaled");
+    assert_eq!((upload.action, upload.status), (Action::Goaway, None));
+    assert!(
+        upload
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("not processed") && e.contains("over 64 bytes")),
+        "{upload:?}"
+    );
+}
+
+#[tokio::test]
+async fn h2_a_stream_below_a_goaway_is_served_even_past_the_shutdown_grace_period() {
+    // The wire tests' grace period is 2 s; the slower rule waits 2.5 s.
+    let (server, _dir) = start_frames().await;
+    let mut client = H2Client::connect(address(&server)).await;
+    let slower = client.get("a.test", "/slower").await;
+    let stop = client.get("a.test", "/stop").await;
+    assert_eq!((slower, stop), (1, 3));
+    let frames = client.until_closed().await;
+    assert_eq!(body_of(&frames, slower), "slower", "{frames:#?}");
+    let events = journal_until(&server, |e| !closed(e).is_empty()).await;
+    assert_eq!(closed(&events), ["closed after GOAWAY (rule)"]);
 }
