@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{Action, Event, EventKind, HARNESS_PATH_PREFIX, RequestEvent, SentFrame};
-use crate::scenario::{CountRange, ErrorCode, Expectation, Signal, name_matches};
+use crate::scenario::{CountRange, ErrorCode, Expectation, Level, Signal, name_matches};
 
 /// How one expectation came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,8 @@ pub struct Check {
     pub expectation: String,
     /// Pass, fail or not exercised.
     pub status: Status,
+    /// How binding it is: `must`, `should` or `robust`.
+    pub level: Level,
     /// One line for a human, e.g. `GET https://b.test/x got 421 on connection 3 (SNI a.test)
     /// and was never retried`.
     pub explanation: String,
@@ -76,6 +78,7 @@ impl Verdict {
                 Status::Fail => "FAIL",
                 Status::NotExercised => "NOT EXERCISED",
             };
+            let level = check.level.as_str();
             let evidence = if check.evidence.is_empty() {
                 String::new()
             } else {
@@ -83,7 +86,7 @@ impl Verdict {
                 format!("  [seq {}]", seqs.join(", "))
             };
             out.push_str(&format!(
-                "{status:<13}  {:<width$}  {}{evidence}\n",
+                "{status:<13}  {level:<6}  {:<width$}  {}{evidence}\n",
                 check.expectation, check.explanation
             ));
         }
@@ -113,6 +116,7 @@ pub fn evaluate(
                 index,
                 expectation: label(expectation),
                 status,
+                level: expectation.level(),
                 explanation,
                 evidence,
             }
@@ -126,7 +130,8 @@ pub fn evaluate(
     Verdict { passed, checks }
 }
 
-fn label(expectation: &Expectation) -> String {
+/// The short name a verdict gives an expectation, e.g. `retried_on_new_connection (b.test)`.
+pub fn label(expectation: &Expectation) -> String {
     let with = |name: &str, authority: Option<&str>| match authority {
         Some(a) => format!("{name} ({a})"),
         None => name.to_owned(),

@@ -22,7 +22,7 @@
 //! | 4 | `harness` | a server composed with the client page and the control URL |
 //! | 3 | `server`, `client`, `report` | serving a scenario; what a client is told; pictures of a journal |
 //! | 2 | `tls`, `engine`, `expect`, `ready` | TLS set-up; the decision; the verdict; the readiness line |
-//! | 1 | `pki`, `journal` | certificates; events |
+//! | 1 | `pki`, `journal`, `library` | certificates; events; the scenario library |
 //! | 0 | `scenario`, `locks` | the file format; who holds a file lock |
 //!
 //! - [`scenario`]: the file format (serde + JSON Schema), loading with precise diagnostics,
@@ -31,6 +31,7 @@
 //! - [`locks`]: which process holds a file lock (`/proc/locks`), for errors that name it.
 //! - [`pki`]: CA and leaf certificates (rcgen on ring), SPKI hashes, PEM files written
 //!   atomically with safe permissions. Knows nothing of HTTP.
+//! - [`library`]: the bundled scenarios (compiled in) and catalogues of scenario files.
 //! - [`journal`]: numbered, timestamped events in memory and as NDJSON, and the words they
 //!   use ([`journal::Action`], [`journal::Protocol`], the harness's path prefix).
 //! - [`tls`]: rustls configurations per listener and the SNI certificate resolver.
@@ -57,6 +58,7 @@ pub mod engine;
 pub mod expect;
 pub mod harness;
 pub mod journal;
+pub mod library;
 pub mod locks;
 pub mod pki;
 pub mod ready;

@@ -163,7 +163,7 @@ fn the_image_becomes_healthy_judges_a_client_in_another_container_and_stops_clea
     let out = text(&client);
     assert!(client.status.success(), "{out}");
     assert!(
-        out.contains("PASS           retried_on_new_connection (b.test)"),
+        out.contains("PASS           robust  retried_on_new_connection (b.test)"),
         "{out}"
     );
     assert!(out.contains("verdict: PASS"), "{out}");
@@ -227,7 +227,7 @@ fn the_compose_example_passes() {
     assert!(output.status.success(), "{out}");
     assert!(out.contains("verdict: PASS"), "{out}");
     assert!(
-        out.contains("PASS           stopped_coalescing (b.test)"),
+        out.contains("PASS           should  stopped_coalescing (b.test)"),
         "{out}"
     );
 }

@@ -86,7 +86,7 @@ fn curl_never_retries_a_421_and_the_verdict_says_so() {
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.starts_with("421\n"), "curl saw: {text}");
     assert!(
-        text.contains("FAIL           retried_on_new_connection (b.test)  GET https://b.test/style.css got 421 on connection 1 (SNI a.test) and was never retried on another connection"),
+        text.contains("FAIL           robust  retried_on_new_connection (b.test)  GET https://b.test/style.css got 421 on connection 1 (SNI a.test) and was never retried on another connection"),
         "{text}"
     );
     assert!(
@@ -139,7 +139,7 @@ fn a_python_client_retrying_on_the_same_connection_fails_two_expectations() {
     let (output, _dir) = run("coalescing-wrong-server.json", &[], &args);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(text.contains("FAIL           no_retry_on_same_connection         GET https://b.test/style.css got 421 on connection 1 (SNI a.test) and was retried on the same connection"), "{text}");
+    assert!(text.contains("FAIL           should  no_retry_on_same_connection         GET https://b.test/style.css got 421 on connection 1 (SNI a.test) and was retried on the same connection"), "{text}");
     assert!(
         text.contains("retried only on the same connection"),
         "{text}"
@@ -156,7 +156,7 @@ fn a_client_that_keeps_coalescing_after_a_421_fails_stopped_coalescing() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("FAIL           stopped_coalescing (b.test)"),
+        text.contains("FAIL           should  stopped_coalescing (b.test)"),
         "{text}"
     );
     assert!(

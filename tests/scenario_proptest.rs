@@ -18,9 +18,9 @@ use std::path::Path;
 use misdirect::scenario::{
     self, Action, Alpn, AuthorityFilter, AuthorityName, CaSpec, CertificateSpec, ClientPlan,
     ClientStep, CountRange, ErrorCode, Expectation, GoawayAction, HeaderMatch, HostSpec, Issuer,
-    KeyType, Limit, ListenerSpec, Matcher, MaxAttempts, PlannedRequest, ResetAction, RespondAction,
-    ResponseSpec, RetryExpectation, RuleSpec, Scenario, Signal, SniFallback, StoppedCoalescing,
-    TimeSpec, Validity,
+    KeyType, Level, Limit, ListenerSpec, Matcher, MaxAttempts, PlannedRequest, ResetAction,
+    RespondAction, ResponseSpec, RetryExpectation, RuleSpec, Scenario, Signal, SniFallback,
+    StoppedCoalescing, TimeSpec, Validity,
 };
 use proptest::prelude::*;
 use scenario::LoadError;
@@ -346,34 +346,56 @@ fn client(hosts: usize) -> impl Strategy<Value = ClientPlan> {
     prop::collection::vec(step, 0..5).prop_map(|steps| ClientPlan { steps })
 }
 
+fn level() -> impl Strategy<Value = Option<Level>> {
+    opt(prop::sample::select(vec![
+        Level::Must,
+        Level::Should,
+        Level::Robust,
+    ]))
+}
+
 fn expectation() -> impl Strategy<Value = Expectation> {
     let authority = || opt(Just("h0.test".to_owned()));
     prop_oneof![
-        (authority(), 1u64..10_000).prop_map(|(authority, within_ms)| {
+        (authority(), 1u64..10_000, level()).prop_map(|(authority, within_ms, level)| {
             Expectation::RetriedOnNewConnection(RetryExpectation {
                 authority,
                 after: Signal::Misdirected,
                 within_ms,
+                level,
             })
         }),
-        authority().prop_map(
-            |authority| Expectation::NoRetryOnSameConnection(AuthorityFilter { authority })
-        ),
-        (authority(), 0u64..100).prop_map(|(authority, grace_ms)| {
+        (authority(), level()).prop_map(|(authority, level)| {
+            Expectation::NoRetryOnSameConnection(AuthorityFilter { authority, level })
+        }),
+        (authority(), 0u64..100, level()).prop_map(|(authority, grace_ms, level)| {
             Expectation::StoppedCoalescing(StoppedCoalescing {
                 authority,
                 grace_ms,
+                level,
             })
         }),
-        Just(Expectation::Coalesced(AuthorityName {
-            authority: "h1.test".to_owned()
+        level().prop_map(|level| Expectation::Coalesced(AuthorityName {
+            authority: "h1.test".to_owned(),
+            level,
         })),
-        Just(Expectation::NotCoalesced(AuthorityName {
-            authority: "h1.test".to_owned()
+        level().prop_map(|level| Expectation::NotCoalesced(AuthorityName {
+            authority: "h1.test".to_owned(),
+            level,
         })),
-        (1u64..5, authority())
-            .prop_map(|(max, authority)| Expectation::MaxAttempts(MaxAttempts { max, authority })),
-        authority().prop_map(|authority| Expectation::RetrySameBody(AuthorityFilter { authority })),
+        (1u64..5, authority(), level()).prop_map(|(max, authority, level)| {
+            Expectation::MaxAttempts(MaxAttempts {
+                max,
+                authority,
+                level,
+            })
+        }),
+        (authority(), level()).prop_map(|(authority, level)| Expectation::RetrySameBody(
+            AuthorityFilter { authority, level }
+        )),
+        (authority(), level()).prop_map(|(authority, level)| Expectation::RespectedOrigin(
+            AuthorityFilter { authority, level }
+        )),
         count_range().prop_map(Expectation::Connections),
         count_range().prop_map(Expectation::Requests),
     ]
@@ -395,6 +417,9 @@ fn valid_scenario() -> impl Strategy<Value = Scenario> {
                     Scenario {
                         name,
                         description: None,
+                        id: None,
+                        cause: None,
+                        rfc: Vec::new(),
                         seed,
                         ca: CaSpec {
                             reuse,

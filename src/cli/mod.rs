@@ -56,6 +56,15 @@ pub enum Command {
     },
     /// Print the JSON Schema of the scenario format.
     Schema,
+    /// List scenarios: id, the cause they stage, the RFC sections they check, and their
+    /// expectations with the level of each (`must`, `should`, `robust`).
+    Scenarios {
+        /// Scenario files or folders; the bundled library when none is given.
+        paths: Vec<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve a scenario: bind its listeners, misdirect as it says, journal everything.
     /// Prints one JSON line on stdout once ready; stops cleanly on SIGINT/SIGTERM.
     Serve(ServeArgs),
@@ -101,6 +110,7 @@ pub fn main() -> ExitCode {
             json,
         } => certs(&file, &out, reuse_ca, json, &load),
         Command::Schema => schema(),
+        Command::Scenarios { paths, json } => scenarios(&paths, json, &load),
         Command::Serve(args) => serve::serve(args, &load),
         Command::Run(args) => serve::run(args, &load),
         Command::Health {
@@ -142,6 +152,85 @@ fn check(files: &[PathBuf], strict: bool, load: &scenario::LoadOptions) -> ExitC
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn scenarios(paths: &[PathBuf], json: bool, load: &scenario::LoadOptions) -> ExitCode {
+    let entries = match crate::library::catalog(paths, load) {
+        Ok(entries) => entries,
+        Err(err) => {
+            eprintln!("misdirect scenarios: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let expectations = |entry: &crate::library::Entry| -> Vec<(String, &'static str)> {
+        entry
+            .scenario
+            .expect
+            .iter()
+            .map(|e| (crate::expect::label(e), e.level().as_str()))
+            .collect()
+    };
+    if json {
+        let list: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|entry| {
+                serde_json::json!({
+                    "id": entry.id,
+                    "name": entry.scenario.name,
+                    "cause": entry.scenario.cause,
+                    "rfc": entry.scenario.rfc,
+                    "description": entry.scenario.description,
+                    "source": entry.source,
+                    "expect": expectations(entry)
+                        .into_iter()
+                        .map(|(e, level)| serde_json::json!({"expectation": e, "level": level}))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return match serde_json::to_string_pretty(&list) {
+            Ok(text) => print_out(&format!("{text}\n")),
+            Err(err) => {
+                eprintln!("misdirect scenarios: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let width = entries.iter().map(|e| e.id.len()).max().unwrap_or(2).max(2);
+    let mut out = format!(
+        "{:<width$}  {:<18}  {:<38}  EXPECTATIONS (level)\n",
+        "ID", "CAUSE", "RFC"
+    );
+    for entry in &entries {
+        let expect: Vec<String> = expectations(entry)
+            .into_iter()
+            .map(|(e, level)| format!("{e} [{level}]"))
+            .collect();
+        out.push_str(&format!(
+            "{:<width$}  {:<18}  {:<38}  {}\n",
+            entry.id,
+            entry.cause_label(),
+            entry.scenario.rfc.join(", "),
+            expect.join("; ")
+        ));
+    }
+    print_out(&out)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is no error.
+fn print_out(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("misdirect: writing to stdout: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -105,6 +105,7 @@ fn retried(authority: Option<&str>) -> Expectation {
         authority: authority.map(str::to_owned),
         after: crate::scenario::Signal::Misdirected,
         within_ms: 5000,
+        level: None,
     })
 }
 
@@ -112,12 +113,14 @@ fn stopped(authority: Option<&str>) -> Expectation {
     Expectation::StoppedCoalescing(StoppedCoalescing {
         authority: authority.map(str::to_owned),
         grace_ms: 0,
+        level: None,
     })
 }
 
 fn filter(authority: Option<&str>) -> AuthorityFilter {
     AuthorityFilter {
         authority: authority.map(str::to_owned),
+        level: None,
     }
 }
 
@@ -143,10 +146,12 @@ fn a_correct_client_passes_every_retry_expectation() {
         stopped(Some("b.test")),
         Expectation::Coalesced(AuthorityName {
             authority: "b.test".into(),
+            level: None,
         }),
         Expectation::MaxAttempts(MaxAttempts {
             max: 2,
             authority: None,
+            level: None,
         }),
         Expectation::RetrySameBody(filter(None)),
         Expectation::Connections(CountRange::Exactly(2)),
@@ -269,6 +274,7 @@ fn coalesced_and_not_coalesced_are_opposites_and_need_the_authority_requested() 
         .request(2, "GET", "b.test", "/", 200);
     let b = || AuthorityName {
         authority: "b.test".into(),
+        level: None,
     };
     assert_eq!(
         separate.verdict(Expectation::NotCoalesced(b())).status,
@@ -303,6 +309,7 @@ fn an_endless_retry_loop_fails_max_attempts() {
     let check = j.verdict(Expectation::MaxAttempts(MaxAttempts {
         max: 3,
         authority: None,
+        level: None,
     }));
     assert_eq!(check.status, Status::Fail);
     assert_eq!(
@@ -323,6 +330,7 @@ fn an_empty_journal_exercises_nothing_and_fails_the_verdict() {
         Expectation::MaxAttempts(MaxAttempts {
             max: 3,
             authority: None,
+            level: None,
         }),
         Expectation::RetrySameBody(filter(None)),
     ];
@@ -449,6 +457,7 @@ fn a_stream_left_above_a_goaway_counts_as_excluded_by_it_and_must_be_retried() {
         authority: None,
         after: crate::scenario::Signal::Goaway,
         within_ms: 5000,
+        level: None,
     });
     let retried = Journal::default()
         .connection(1, Some("a.test"))

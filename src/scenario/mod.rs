@@ -40,6 +40,16 @@ pub struct Scenario {
     /// What the scenario stages and why, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A stable identifier, kept when the file or its name changes (a scorecard keys its
+    /// cells and baselines by it); defaults to `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The cause of misdirection it stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+    /// The RFC sections it checks, e.g. `RFC 9110 §15.5.20`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rfc: Vec<String>,
     /// Seed for every random choice (probability matchers), so a run can be replayed.
     #[serde(default)]
     pub seed: u64,
@@ -67,6 +77,79 @@ pub struct Scenario {
     /// wins over the scenario, which wins over the default.
     #[serde(default, skip_serializing_if = "LimitsSpec::is_empty")]
     pub limits: LimitsSpec,
+}
+
+/// The causes of misdirection a scenario stages: the four causes of 421, and retry hygiene.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// 1. A client coalesced a request onto a connection whose server does not serve it.
+    Coalescing,
+    /// 2. The certificate does not cover the name, or is not valid.
+    Certificate,
+    /// 3. A virtual host is missing or misconfigured for the name.
+    VirtualHost,
+    /// 4. A CDN or load balancer routed the connection to the wrong place.
+    CdnLoadBalancer,
+    /// How a client retries what it was told to retry (421, REFUSED_STREAM, GOAWAY).
+    RetryHygiene,
+    /// What the server says on the connection about where it is authoritative (ORIGIN).
+    ConnectionSignals,
+}
+
+impl Cause {
+    /// How a card names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::Coalescing => "1 coalescing",
+            Cause::Certificate => "2 certificate",
+            Cause::VirtualHost => "3 virtual host",
+            Cause::CdnLoadBalancer => "4 CDN / LB",
+            Cause::RetryHygiene => "retry hygiene",
+            Cause::ConnectionSignals => "connection signals",
+        }
+    }
+}
+
+/// How binding an expectation is: what a failure of it means.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// An RFC requirement (MUST / MUST NOT): e.g. not coalescing onto a certificate that does
+    /// not cover the name.
+    Must,
+    /// An RFC recommendation (SHOULD / SHOULD NOT).
+    Should,
+    /// What careful clients do where the RFC only allows it (MAY): retrying a 421 (RFC 9110
+    /// §15.5.20), a refused stream or one above a GOAWAY's last-stream-id (RFC 9113 §8.7).
+    #[default]
+    Robust,
+}
+
+impl Level {
+    /// Its name, as in the scenario file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Must => "must",
+            Level::Should => "should",
+            Level::Robust => "robust",
+        }
+    }
 }
 
 /// Protective limits, each with a default an ordinary test suite never meets (the README's
@@ -981,6 +1064,9 @@ pub struct RetryExpectation {
     /// The retry must arrive within this many milliseconds of the 421.
     #[serde(default = "default_retry_within_ms")]
     pub within_ms: u64,
+    /// How binding it is; defaults to the expectation's own level (see [`Expectation::level`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
 }
 
 /// A server answer that tells the client to retry elsewhere.
@@ -1015,6 +1101,9 @@ pub struct AuthorityFilter {
     /// Only requests for this authority; absent means every authority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
+    /// How binding it is; defaults to the expectation's own level (see [`Expectation::level`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
 }
 
 /// Parameters of `stopped_coalescing`.
@@ -1028,6 +1117,9 @@ pub struct StoppedCoalescing {
     /// already in flight (sent before the client could have seen it) and are not counted.
     #[serde(default = "default_grace_ms")]
     pub grace_ms: u64,
+    /// How binding it is; defaults to the expectation's own level (see [`Expectation::level`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
 }
 
 fn default_grace_ms() -> u64 {
@@ -1040,6 +1132,9 @@ fn default_grace_ms() -> u64 {
 pub struct AuthorityName {
     /// The authority the expectation is about.
     pub authority: String,
+    /// How binding it is; defaults to the expectation's own level (see [`Expectation::level`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
 }
 
 /// Parameters of `max_attempts`.
@@ -1051,6 +1146,33 @@ pub struct MaxAttempts {
     /// Only requests for this authority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
+    /// How binding it is; defaults to the expectation's own level (see [`Expectation::level`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+}
+
+impl Expectation {
+    /// How binding it is: the level the scenario gives it, else its kind's — `must` for what
+    /// an RFC requires (not coalescing where the certificate, the address or an ORIGIN frame
+    /// forbids it; a retry carrying the same body), `should` for what it recommends (no retry
+    /// on the connection that answered 421, no more coalescing after a 421, no endless
+    /// retries), `robust` for what it only allows (retrying at all, coalescing, counts).
+    pub fn level(&self) -> Level {
+        let (given, default) = match self {
+            Expectation::RetriedOnNewConnection(e) | Expectation::Retried(e) => {
+                (e.level, Level::Robust)
+            }
+            Expectation::NoRetryOnSameConnection(e) => (e.level, Level::Should),
+            Expectation::StoppedCoalescing(e) => (e.level, Level::Should),
+            Expectation::Coalesced(e) => (e.level, Level::Robust),
+            Expectation::NotCoalesced(e) => (e.level, Level::Must),
+            Expectation::MaxAttempts(e) => (e.level, Level::Should),
+            Expectation::RetrySameBody(e) => (e.level, Level::Must),
+            Expectation::RespectedOrigin(e) => (e.level, Level::Must),
+            Expectation::Connections(_) | Expectation::Requests(_) => (None, Level::Robust),
+        };
+        given.unwrap_or(default)
+    }
 }
 
 impl Scenario {
