@@ -18,7 +18,7 @@
 //! | layer | modules | what the layer is |
 //! |---|---|---|
 //! | 6 | `cli` | the command line: wiring only |
-//! | 5 | `run`, `control` | judging a client command; the control API |
+//! | 5 | `run`, `scorecard`, `control` | judging a client command; a card of many; the control API |
 //! | 4 | `harness` | a server composed with the client page and the control URL |
 //! | 3 | `server`, `client`, `report` | serving a scenario; what a client is told; pictures of a journal |
 //! | 2 | `tls`, `engine`, `expect`, `ready` | TLS set-up; the decision; the verdict; the readiness line |
@@ -48,6 +48,9 @@
 //! - [`harness`]: a server with the client page on every host and the control API's URL in
 //!   its readiness.
 //! - [`run`]: running a client command against a harness and judging it.
+//! - [`scorecard`]: every scenario × every client, each cell a `misdirect run` child process,
+//!   judged at a level into one card (table, Markdown, JSON, JUnit XML, HTML) and compared
+//!   with a baseline card.
 //! - `control`: the HTTP/1.1 JSON control API (private; reached over HTTP).
 //! - [`cli`]: the `misdirect` command line (clap); wiring only.
 
@@ -65,6 +68,7 @@ pub mod ready;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod scorecard;
 pub mod server;
 pub mod tls;
 

@@ -1,6 +1,7 @@
 //! The command line. Wiring only: every command calls into the library and turns its
 //! result into output and an exit status.
 
+mod scorecard;
 mod serve;
 
 use std::io::Write;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::pki::Pki;
 use crate::scenario::{self, Scenario};
 
+pub use scorecard::{CardFormat, LevelArg, ScorecardArgs};
 pub use serve::{LogFormat, RunArgs, ServeArgs, ServerArgs};
 
 /// A scriptable HTTP/2 test-harness server that answers 421 Misdirected Request (and the
@@ -71,6 +73,10 @@ pub enum Command {
     /// Serve a scenario, run a client command against it, and judge the client: prints the
     /// verdict and exits 0 only if the command succeeded and every expectation passed.
     Run(RunArgs),
+    /// Run client commands against every scenario (the bundled library by default), each
+    /// cell a `run` of its own, in parallel; print the card (a table, Markdown, JSON, JUnit
+    /// XML or HTML) and exit 0 only if every cell is as expected.
+    Scorecard(ScorecardArgs),
     /// Ask a running server's control API whether it is healthy (exit 0) or not (exit 1):
     /// the container image's HEALTHCHECK, which has no shell or curl to do it.
     Health {
@@ -113,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Scenarios { paths, json } => scenarios(&paths, json, &load),
         Command::Serve(args) => serve::serve(args, &load),
         Command::Run(args) => serve::run(args, &load),
+        Command::Scorecard(args) => scorecard::scorecard(args, &load),
         Command::Health {
             control,
             timeout_secs,
