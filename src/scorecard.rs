@@ -313,6 +313,12 @@ pub fn counts_at(level: Level, threshold: Level) -> bool {
     level <= threshold
 }
 
+/// Whether a failed check is a scenario's premise rather than a requirement: a `coalesced`
+/// expectation at level `robust`.
+fn is_premise(check: &Check) -> bool {
+    check.level == Level::Robust && check.expectation.starts_with("coalesced (")
+}
+
 /// Judges a verdict at a level: a failed expectation at or above it fails the cell; below it
 /// is listed; with nothing counted failing, any expectation not exercised makes the cell not
 /// applicable (the scenario did not apply to the client).
@@ -323,6 +329,20 @@ pub fn judge(verdict: &Verdict, threshold: Level) -> Judged {
     for check in &verdict.checks {
         match check.status {
             Status::Pass => {}
+            // A robust `coalesced` that failed is the scenario's premise not met: the client
+            // did not coalesce (coalescing is allowed, not required), so what the scenario
+            // stages never applied to it.
+            Status::Fail if is_premise(check) => {
+                let authority = check
+                    .expectation
+                    .strip_prefix("coalesced (")
+                    .and_then(|a| a.strip_suffix(')'))
+                    .unwrap_or("the name");
+                not_exercised.push(Failure {
+                    explanation: format!("the client did not coalesce {authority}"),
+                    ..Failure::of(check)
+                });
+            }
             Status::Fail if counts_at(check.level, threshold) => failures.push(Failure::of(check)),
             Status::Fail => below_level.push(Failure::of(check)),
             Status::NotExercised => not_exercised.push(Failure::of(check)),
@@ -1717,9 +1737,34 @@ mod tests {
         );
         // A failure below the level does not turn it into a fail; one at the level does.
         let mut checks = v.checks.clone();
-        checks.push(check("coalesced (b.test)", Status::Fail, Level::Robust));
+        checks.push(check("max_attempts 2", Status::Fail, Level::Robust));
         let v = verdict(checks);
         assert_eq!(judge(&v, Level::Should).status, CellStatus::NotApplicable);
+        assert_eq!(judge(&v, Level::Robust).status, CellStatus::Fail);
+        // A robust `coalesced` that failed is the premise not met: not applicable, and says so.
+        let v = verdict(vec![
+            check("coalesced (b.test)", Status::Fail, Level::Robust),
+            check(
+                "retried_on_new_connection (b.test)",
+                Status::NotExercised,
+                Level::Robust,
+            ),
+        ]);
+        let judged = judge(&v, Level::Robust);
+        assert_eq!(judged.status, CellStatus::NotApplicable);
+        assert!(
+            judged
+                .reason
+                .starts_with("not applicable: the client did not coalesce b.test"),
+            "{}",
+            judged.reason
+        );
+        // At level should it is a requirement of the scenario (origin-lists-b): a failure.
+        let v = verdict(vec![check(
+            "coalesced (b.test)",
+            Status::Fail,
+            Level::Should,
+        )]);
         assert_eq!(judge(&v, Level::Robust).status, CellStatus::Fail);
         // Every check passing is a pass.
         let v = verdict(vec![check("requests = 2", Status::Pass, Level::Robust)]);
