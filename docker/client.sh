@@ -16,7 +16,7 @@ python3 - <<'PY'
 import json, sys
 verdict = json.load(open("/tmp/verdict.json"))
 for check in verdict["checks"]:
-    print(f"{check['status'].upper():<13}  {check['expectation']}  {check['explanation']}")
+    print(f"{check['status'].upper():<13}  {check.get('level', ''):<6}  {check['expectation']}  {check['explanation']}")
 print("verdict:", "PASS" if verdict["passed"] else "FAIL")
 sys.exit(0 if verdict["passed"] else 1)
 PY
