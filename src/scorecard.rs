@@ -632,6 +632,35 @@ fn io_error(path: &Path, err: impl std::fmt::Display) -> ScorecardError {
     }
 }
 
+/// Takes the card's folder for this process: creates it and locks `OUT/.lock` (flock) for as
+/// long as the returned file lives, so that two cards never write one folder's cells. A
+/// second scorecard given the same folder is refused, naming the holder.
+pub fn lock_out(out: &Path) -> Result<std::fs::File, ScorecardError> {
+    std::fs::create_dir_all(out).map_err(|e| io_error(out, e))?;
+    let path = out.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = crate::locks::holder(&file)
+                .map_or_else(String::new, |pid| format!(" (pid {pid}?)"));
+            Err(io_error(
+                out,
+                format!(
+                    "another misdirect scorecard{pid} is writing this folder; give each its own --out"
+                ),
+            ))
+        }
+        // A file system without locks: go on without one.
+        Err(std::fs::TryLockError::Error(_)) => Ok(file),
+    }
+}
+
 /// The current time in UTC as RFC 3339 (`2025-01-02T03:04:05Z`).
 fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -916,6 +945,7 @@ fn run_cell(
     ] {
         command.env_remove(var);
     }
+    end_with_parent(&mut command);
     let started = Instant::now();
     let child = match command.spawn() {
         Ok(child) => child,
@@ -1025,6 +1055,33 @@ fn wait_bounded(mut child: Child, limit: Duration) -> std::io::Result<Option<Exi
     let _ = child.wait();
     Ok(None)
 }
+
+/// Has the kernel send the child SIGTERM when the thread that started it ends — however the
+/// scorecard ends, SIGKILL included — so that no `misdirect run` outlives it (on SIGTERM it
+/// ends its client's process group and shuts down). The thread waits for the child before it
+/// ends, so this fires only when the scorecard itself is gone.
+#[cfg(target_os = "linux")]
+fn end_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: between fork and exec the closure calls only prctl(2) and getppid(2), which are
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have gone before the request took hold.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::other("the scorecard ended"));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn end_with_parent(_command: &mut Command) {}
 
 #[cfg(unix)]
 fn terminate(child: &Child) {

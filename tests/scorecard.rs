@@ -770,3 +770,92 @@ fn usage_errors_exit_2() {
         "nothing ran"
     );
 }
+
+/// Processes whose command line mentions `needle` (from /proc), as "pid: cmdline".
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_err() || name == std::process::id().to_string() {
+            continue;
+        }
+        if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
+            let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if line.contains(needle) {
+                found.push(format!("{name}: {line}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn one_folder_takes_one_scorecard_and_a_killed_one_leaves_no_run_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    // A client that hangs, with a marker only its processes carry.
+    let marker = format!("scorecard-hang-{}", std::process::id());
+    let hang = format!("exec -a {marker} sleep 60");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_misdirect"))
+        .arg("scorecard")
+        .arg(scenario("first-attempt-421"))
+        .args(["--timeout-secs", "50", "--out"])
+        .arg(&out)
+        .args(["--", "bash", "-c", &hang])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("scorecard starts");
+    // The client itself runs as `MARKER 60` (the scorecard's and run's command lines hold
+    // `exec -a MARKER sleep 60`).
+    let client = format!("{marker} 60");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while processes_mentioning(&client).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hanging client never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A second card on the same folder is refused, naming what to do.
+    let (code, _, stderr) = scorecard(
+        dir.path(),
+        &[
+            scenario("first-attempt-421"),
+            "--out".to_owned(),
+            out.to_string_lossy().into_owned(),
+            "--".to_owned(),
+            "true".to_owned(),
+        ],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another misdirect scorecard") && stderr.contains("its own --out"),
+        "{stderr}"
+    );
+    // SIGKILL leaves the scorecard no chance to clean up: the kernel ends its runs, and each
+    // run its client.
+    first.kill().expect("kill");
+    first.wait().expect("reaped");
+    let out_text = out.to_string_lossy().into_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = processes_mentioning(&marker)
+            .into_iter()
+            .chain(processes_mentioning(&out_text))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind 10 s after the scorecard was killed: {left:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

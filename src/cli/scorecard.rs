@@ -233,6 +233,11 @@ pub(super) fn scorecard(args: ScorecardArgs, load: &scenario::LoadOptions) -> Ex
         timeout_secs: args.timeout_secs,
         level: args.level.into(),
     };
+    // Held until the card is written: one scorecard per folder.
+    let _lock = match scorecard::lock_out(&args.out) {
+        Ok(lock) => lock,
+        Err(err) => return usage(&err.to_string()),
+    };
     let live = std::io::stderr().is_terminal();
     let mut tell = progress(live);
     let made = scorecard::run(&entries, &clients, &settings, &mut tell);
