@@ -230,11 +230,20 @@ pub fn text(events: &[Event], verdict: Option<&Verdict>) -> String {
     out
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// Escapes text for HTML content and (quoted) attributes.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn color(request: &RequestEvent) -> &'static str {
@@ -310,19 +319,19 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
             t1 = y + 16.0,
             t2 = y + 32.0,
             t3 = y + 48.0,
-            sni = escape(
+            sni = html_escape(
                 &lane
                     .sni
                     .as_deref()
                     .map_or("no SNI".to_owned(), |s| format!("SNI {s}"))
             ),
-            cert = escape(
+            cert = html_escape(
                 &lane
                     .certificate
                     .as_deref()
                     .map_or(String::new(), |c| format!(" · cert {c}"))
             ),
-            detail = escape(&match &lane.tls_failed {
+            detail = html_escape(&match &lane.tls_failed {
                 Some(reason) => format!("TLS failed: {reason}"),
                 None => format!(
                     "{} · {} · {}",
@@ -343,12 +352,12 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
 <text x="{tx:.0}" y="{ty1:.0}">#{seq} {outcome}</text>
 <text x="{tx:.0}" y="{ty2:.0}">{short}</text></g>
 "##,
-                method = escape(&request.method),
-                authority = escape(&request.authority),
-                path = escape(&request.path),
-                outcome = escape(&outcome(request)),
+                method = html_escape(&request.method),
+                authority = html_escape(&request.authority),
+                path = html_escape(&request.path),
+                outcome = html_escape(&outcome(request)),
                 coalesced = if request.coalesced { " coalesced" } else { "" },
-                rule = escape(
+                rule = html_escape(
                     &request
                         .rule
                         .as_deref()
@@ -359,7 +368,7 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
                 ty1 = y + 24.0,
                 ty2 = y + 40.0,
                 fill = color(request),
-                short = escape(&truncate(
+                short = html_escape(&truncate(
                     &format!("{}{}", request.authority, request.path),
                     16
                 )),
@@ -378,12 +387,12 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
 <text x="{tx:.0}" y="{ty1:.0}">#{seq} ⇐ frame</text>
 <text x="{tx:.0}" y="{ty2:.0}">{short}</text></g>
 "##,
-                label = escape(label),
+                label = html_escape(label),
                 ry = y + 8.0,
                 tx = x + 6.0,
                 ty1 = y + 24.0,
                 ty2 = y + 40.0,
-                short = escape(&truncate(label, 16)),
+                short = html_escape(&truncate(label, 16)),
             );
         }
     }
@@ -421,8 +430,8 @@ pub fn html(events: &[Event], verdict: Option<&Verdict>) -> String {
             let _ = writeln!(
                 table,
                 "<tr><td class=\"{cls}\">{word}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&check.expectation),
-                escape(&check.explanation),
+                html_escape(&check.expectation),
+                html_escape(&check.explanation),
                 evidence.join(", ")
             );
         }
@@ -450,7 +459,7 @@ pre {{ background: #f4f6f8; padding: 8px; }}
 "#,
         lanes = model.lanes.len(),
         requests = order.len(),
-        text = escape(&text(events, None)),
+        text = html_escape(&text(events, None)),
     )
 }
 

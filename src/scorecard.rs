@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::expect::{Check, Status, Verdict};
 use crate::library::Entry;
+use crate::report::html_escape;
 use crate::scenario::{Cause, Level};
 
 /// The version of the card's JSON shape.
@@ -260,6 +261,14 @@ pub struct Card {
 }
 
 impl Card {
+    /// The cells that did not plainly pass (a pass with failures below the level included),
+    /// in card order: what every form of the card lists below its table.
+    pub fn not_passing(&self) -> impl Iterator<Item = &Cell> {
+        self.cells
+            .iter()
+            .filter(|c| c.status != CellStatus::Pass || !c.below_level.is_empty())
+    }
+
     /// The cell of a client and a scenario.
     pub fn cell(&self, client: &str, scenario: &str) -> Option<&Cell> {
         self.cells
@@ -1261,10 +1270,7 @@ pub fn table(card: &Card, ansi: bool, folder: &Path) -> String {
         );
     }
     let mut details = String::new();
-    for cell in &card.cells {
-        if cell.status == CellStatus::Pass && cell.below_level.is_empty() {
-            continue;
-        }
+    for cell in card.not_passing() {
         let word = if ansi {
             colour(cell.status, &cell.word())
         } else {
@@ -1350,10 +1356,7 @@ pub fn markdown(card: &Card) -> String {
         card.level.as_str()
     );
     let mut listed = false;
-    for cell in &card.cells {
-        if cell.status == CellStatus::Pass && cell.below_level.is_empty() {
-            continue;
-        }
+    for cell in card.not_passing() {
         if !listed {
             out.push_str("\n### Not passing\n\n");
             listed = true;
@@ -1575,22 +1578,6 @@ pub fn junit(card: &Card, out: &Path) -> String {
     xml
 }
 
-/// Escapes text for HTML content and attributes.
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The card as one self-contained HTML page: the table, each cell linking to its run's
 /// picture (`report.html`, relative to the card's folder: save the page there), then the
 /// reasons.
@@ -1658,10 +1645,7 @@ pub fn html(card: &Card) -> String {
         );
     }
     let mut listed = false;
-    for cell in &card.cells {
-        if cell.status == CellStatus::Pass && cell.below_level.is_empty() {
-            continue;
-        }
+    for cell in card.not_passing() {
         if !listed {
             page.push_str("<h2>Not passing</h2>\n<ul>\n");
             listed = true;

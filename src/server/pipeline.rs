@@ -239,14 +239,7 @@ impl ConnCtx {
             .engine()
             .unprocessed(&self.facts, &incoming.facts);
         let decision = Decision { rule, ..decision };
-        let done = Done {
-            action: Action::Goaway,
-            status: None,
-            reset_code: None,
-            error: Some(format!(
-                "not processed: above the last-stream-id {last} of a GOAWAY {why}; left unanswered for the client to retry"
-            )),
-        };
+        let done = Done::unprocessed(last, Some(&format!("a GOAWAY {why}")));
         self.journal_request(incoming, &decision, done);
         true
     }
@@ -274,15 +267,13 @@ impl ConnCtx {
             {
                 // A GOAWAY that excludes it went out while its body was read: not answered.
                 let decision = Decision { rule, ..decision };
-                let done = Done {
-                    action: Action::Goaway,
-                    status: None,
-                    reset_code: None,
-                    error: Some(format!(
-                        "not processed: above the last-stream-id {last} of a GOAWAY sent while its body was read ({}); left unanswered for the client to retry",
+                let done = Done::unprocessed(
+                    last,
+                    Some(&format!(
+                        "a GOAWAY sent while its body was read ({})",
                         error.describe()
                     )),
-                };
+                );
                 self.journal_request(incoming, &decision, done);
                 return (Outgoing::default(), Plan::Unprocessed);
             }
@@ -358,14 +349,7 @@ impl ConnCtx {
                     } else {
                         Some("the rule's GOAWAY")
                     };
-                    done = Done {
-                        action: Action::Goaway,
-                        status: None,
-                        reset_code: None,
-                        error: why.map(|why| format!(
-                            "not processed: above the last-stream-id {last} of {why}; left unanswered for the client to retry"
-                        )),
-                    };
+                    done = Done::unprocessed(last, why);
                 }
                 None if immediate_goaway => {
                     // A higher stream was already processed, and a GOAWAY may not exclude
@@ -586,6 +570,23 @@ struct Done {
     status: Option<u16>,
     reset_code: Option<ErrorCode>,
     error: Option<String>,
+}
+
+impl Done {
+    /// A stream above the last-stream-id `last` of a GOAWAY: not processed, left unanswered;
+    /// `goaway` says which GOAWAY (none: the request's own action says it).
+    fn unprocessed(last: u32, goaway: Option<&str>) -> Done {
+        Done {
+            action: Action::Goaway,
+            status: None,
+            reset_code: None,
+            error: goaway.map(|goaway| {
+                format!(
+                    "not processed: above the last-stream-id {last} of {goaway}; left unanswered for the client to retry"
+                )
+            }),
+        }
+    }
 }
 
 impl From<&Decision> for Done {
