@@ -202,14 +202,6 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// The labels of the failures that count (what a baseline compares).
-    pub fn failing_labels(&self) -> BTreeSet<&str> {
-        self.failures
-            .iter()
-            .map(|f| f.expectation.as_str())
-            .collect()
-    }
-
     /// The most binding level among the failures that count.
     pub fn worst_level(&self) -> Option<Level> {
         self.failures.iter().map(|f| f.level).min()
@@ -1138,19 +1130,44 @@ impl Comparison {
 }
 
 fn status_words(cell: &Cell) -> String {
-    match cell.status {
-        CellStatus::Fail => {
-            let labels: Vec<&str> = cell.failing_labels().into_iter().collect();
-            format!("fail ({})", labels.join(", "))
+    let mut parts = Vec::new();
+    for (what, list) in [
+        ("", &cell.failures),
+        ("below level: ", &cell.below_level),
+        ("not exercised: ", &cell.not_exercised),
+    ] {
+        let labels: BTreeSet<&str> = list.iter().map(|f| f.expectation.as_str()).collect();
+        if !labels.is_empty() {
+            parts.push(format!("{what}{}", Vec::from_iter(labels).join(", ")));
         }
-        status => status.as_str().to_owned(),
     }
+    if parts.is_empty() {
+        cell.status.as_str().to_owned()
+    } else {
+        format!("{} ({})", cell.status.as_str(), parts.join("; "))
+    }
+}
+
+/// What a baseline pins of a cell: its status and the labels of its failures (counted and
+/// below the level) and of what was not exercised (why it is not applicable).
+fn pinned(cell: &Cell) -> (CellStatus, [BTreeSet<&str>; 3]) {
+    fn labels(list: &[Failure]) -> BTreeSet<&str> {
+        list.iter().map(|f| f.expectation.as_str()).collect()
+    }
+    (
+        cell.status,
+        [
+            labels(&cell.failures),
+            labels(&cell.below_level),
+            labels(&cell.not_exercised),
+        ],
+    )
 }
 
 /// Compares a card with what is expected of it: with no baseline, every cell passes or is
 /// not applicable; with one, every cell has its baseline cell's status (same client name and
-/// scenario id) and, when failing, the same failing expectations; a cell the baseline lacks
-/// is judged as without one.
+/// scenario id) and the same expectations failing, failing below the level, and not
+/// exercised; a cell the baseline lacks is judged as without one.
 pub fn compare(card: &Card, baseline: Option<&Card>) -> Comparison {
     let mut comparison = Comparison::default();
     for cell in &card.cells {
@@ -1158,10 +1175,7 @@ pub fn compare(card: &Card, baseline: Option<&Card>) -> Comparison {
         let old = baseline.and_then(|b| b.cell(&cell.client, &cell.scenario));
         match (baseline, old) {
             (Some(_), Some(old)) => {
-                let same = old.status == cell.status
-                    && (cell.status != CellStatus::Fail
-                        || old.failing_labels() == cell.failing_labels());
-                if same {
+                if pinned(old) == pinned(cell) {
                     comparison.as_expected += 1;
                 } else {
                     comparison.unexpected.push(Change {
@@ -1313,6 +1327,11 @@ fn md_cell(text: &str) -> String {
         .replace(['\n', '\r'], " ")
 }
 
+/// Escapes Markdown text outside a code span: also `<`, which would open HTML.
+fn md_text(text: &str) -> String {
+    md_cell(text).replace('<', "&lt;")
+}
+
 /// A cell as Markdown shows it: ✅ pass / ❌ fail (levels) / ➖ n/a / ⚠️ error.
 pub fn markdown_word(cell: &Cell) -> String {
     match cell.status {
@@ -1350,23 +1369,37 @@ pub fn markdown(card: &Card) -> String {
         }
         out.push('\n');
     }
+    out.push_str("| **passes** | |");
+    for client in &card.clients {
+        let counts = card.counts(Some(&client.name));
+        let _ = write!(
+            out,
+            " {} / {} |",
+            counts.get(&CellStatus::Pass).copied().unwrap_or(0),
+            card.scenarios.len()
+        );
+    }
+    out.push('\n');
     let _ = writeln!(
         out,
         "\nLevel: `{}` (failures at or above it fail a cell; ✅ pass* has failures below it).",
         card.level.as_str()
     );
-    let mut listed = false;
+    let not_passing = card.not_passing().count();
+    if not_passing > 0 {
+        // Folded, so that the table reads first (GitHub, GitLab and job summaries unfold it).
+        let _ = writeln!(
+            out,
+            "\n<details><summary>Not passing: {not_passing} cell(s), with every failure and its evidence</summary>\n"
+        );
+    }
     for cell in card.not_passing() {
-        if !listed {
-            out.push_str("\n### Not passing\n\n");
-            listed = true;
-        }
         let _ = writeln!(
             out,
             "- **{} × {}** — {}",
             md_cell(&cell.client),
             md_cell(&cell.scenario),
-            md_cell(&cell.reason)
+            md_text(&cell.reason)
         );
         for (what, list) in [
             ("fails", &cell.failures),
@@ -1379,11 +1412,14 @@ pub fn markdown(card: &Card) -> String {
                     "  - {what} `{}` [{}]: {}{}",
                     md_cell(&f.expectation),
                     f.level.as_str(),
-                    md_cell(&f.explanation),
+                    md_text(&f.explanation),
                     seqs(&f.evidence)
                 );
             }
         }
+    }
+    if not_passing > 0 {
+        out.push_str("\n</details>\n");
     }
     out
 }
@@ -1839,6 +1875,20 @@ mod tests {
         }
     }
 
+    /// The cell, with these expectations not exercised.
+    fn unexercised(mut cell: Cell, labels: &[&str]) -> Cell {
+        cell.not_exercised = labels
+            .iter()
+            .map(|e| Failure {
+                expectation: (*e).to_owned(),
+                level: Level::Robust,
+                explanation: "nothing to judge".to_owned(),
+                evidence: Vec::new(),
+            })
+            .collect();
+        cell
+    }
+
     fn card(cells: Vec<Cell>) -> Card {
         let mut clients: Vec<Client> = Vec::new();
         let mut scenarios: Vec<ScenarioInfo> = Vec::new();
@@ -1893,9 +1943,13 @@ mod tests {
 
     #[test]
     fn a_baseline_pins_statuses_and_failing_labels() {
+        let not_coalesced = "retried_on_new_connection (b.test)";
         let baseline = card(vec![
             cell("curl", "a", CellStatus::Pass, &[]),
-            cell("curl", "b", CellStatus::NotApplicable, &[]),
+            unexercised(
+                cell("curl", "b", CellStatus::NotApplicable, &[]),
+                &[not_coalesced],
+            ),
             cell(
                 "curl",
                 "c",
@@ -1907,7 +1961,10 @@ mod tests {
         ]);
         let same = card(vec![
             cell("curl", "a", CellStatus::Pass, &[]),
-            cell("curl", "b", CellStatus::NotApplicable, &[]),
+            unexercised(
+                cell("curl", "b", CellStatus::NotApplicable, &[]),
+                &[not_coalesced],
+            ),
             cell(
                 "curl",
                 "c",
@@ -1921,11 +1978,15 @@ mod tests {
         assert_eq!(cmp.as_expected, 4);
         assert_eq!(cmp.gone, ["curl × gone"]);
 
-        // A pass that now fails, a fail with other labels, a fail that now passes (better,
-        // but not as pinned: the baseline is to be updated), a new cell that fails.
+        // A pass that now fails, a not applicable for another reason, a fail with other
+        // labels, a fail that now passes (better, but not as pinned: the baseline is to be
+        // updated), a new cell that fails.
         let changed = card(vec![
             cell("curl", "a", CellStatus::Fail, &["requests = 2"]),
-            cell("curl", "b", CellStatus::NotApplicable, &[]),
+            unexercised(
+                cell("curl", "b", CellStatus::NotApplicable, &[]),
+                &["retry_same_body"],
+            ),
             cell(
                 "curl",
                 "c",
@@ -1946,6 +2007,7 @@ mod tests {
             got,
             [
                 "curl × a: was pass, now fail (requests = 2)",
+                "curl × b: was not_applicable (not exercised: retried_on_new_connection (b.test)), now not_applicable (not exercised: retry_same_body)",
                 "curl × c: was fail (retried_on_new_connection), now fail (requests = 2, retried_on_new_connection)",
                 "curl × d: was error, now pass",
                 "curl × new: not in the baseline, now fail (x)",
@@ -2083,6 +2145,14 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("➖ n/a") && md.contains("⚠️ error"), "{md}");
+        // Each client's passes under its column; the failures folded below the table.
+        assert!(md.contains("| **passes** | | 1 / 4 |"), "{md}");
+        let folded = md
+            .split_once("<details><summary>Not passing: 4 cell(s)")
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        assert!(folded.contains("- **curl × a** —"), "{md}");
+        assert!(folded.trim_end().ends_with("</details>"), "{md}");
         let page = html(&c);
         assert!(
             page.contains("<a href=\"cells/curl/a/report.html\">FAIL</a>"),

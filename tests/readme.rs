@@ -2,7 +2,8 @@
 //! kind the JSON Schema has (each one-key variant of `Expectation`, as `misdirect schema`
 //! prints it) has a row, no row names a kind the schema lacks, each row names every parameter
 //! of its kinds, and its level column gives the level the kind defaults to
-//! (`Expectation::level`).
+//! (`Expectation::level`). And the README's client card is `clients/card.json`'s, as
+//! `misdirect scorecard --from clients/card.json --format markdown` prints it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -346,5 +347,50 @@ fn the_readme_expectations_table_lists_every_expectation_kind_of_the_schema() {
         "README.md's \"{SECTION}\" table is out of step with the scenario schema \
          (`misdirect schema`):\n  - {}",
         problems.join("\n  - ")
+    );
+}
+
+/// The lines `scripts/scorecard-readme` writes the client card between.
+const CARD_BEGIN: &str =
+    "<!-- begin: misdirect scorecard --from clients/card.json --format markdown -->";
+const CARD_END: &str = "<!-- end: misdirect scorecard -->";
+
+#[test]
+fn the_readme_client_card_is_the_card_the_repository_keeps() {
+    let readme = readme();
+    let inside: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != CARD_BEGIN)
+        .skip(1)
+        .take_while(|l| *l != CARD_END)
+        .collect();
+    assert!(
+        readme.lines().any(|l| l == CARD_BEGIN) && readme.lines().any(|l| l == CARD_END),
+        "README.md lacks the lines {CARD_BEGIN} and {CARD_END}"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_misdirect"))
+        .args([
+            "scorecard",
+            "--from",
+            "clients/card.json",
+            "--format",
+            "markdown",
+        ])
+        .current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("misdirect scorecard --from runs");
+    // Exit 1 only says that some cell fails, which the card records.
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "misdirect scorecard --from clients/card.json: {output:?}"
+    );
+    let card = String::from_utf8(output.stdout).expect("UTF-8");
+    assert!(card.contains("| **passes** |"), "{card}");
+    assert_eq!(
+        inside.join("\n").trim(),
+        card.trim(),
+        "README.md's client card is not clients/card.json's: run scripts/scorecard-readme --render-only"
     );
 }

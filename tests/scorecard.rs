@@ -131,29 +131,18 @@ fn curl_command() -> Vec<String> {
     vec!["python3".to_owned(), adapter("curl.py")]
 }
 
-/// What curl earns on each bundled scenario (as `tests/client_matrix.rs` measures it).
-const CURL_ROW: &[(&str, &str)] = &[
-    ("always-421", "fail"),
-    // curl never coalesces: the scenario's premise is not met.
-    ("browser-coalescing", "not_applicable"),
-    ("cdn-misrouting", "fail"),
-    ("certificate-invalid", "pass"),
-    ("certificate-not-covering", "pass"),
-    ("coalescing-wrong-server", "not_applicable"),
-    ("first-attempt-421", "fail"),
-    ("goaway-retry", "fail"),
-    ("origin-lists-b", "fail"),
-    ("origin-omits-b", "pass"),
-    ("refused-stream", "pass"),
-    ("retry-post-body", "fail"),
-    ("same-cert-different-ip", "pass"),
-    ("vhost-misconfigured", "fail"),
-];
-
 fn expected_row(row: &[(&str, &str)]) -> BTreeMap<String, String> {
     row.iter()
         .map(|(s, v)| ((*s).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+/// What a client earns on each bundled scenario, as the card the repository keeps has it
+/// (`clients/card.json`, which `tests/client_matrix.rs` keeps true).
+fn kept_row(client: &str) -> BTreeMap<String, String> {
+    let row = statuses(&read_card(&root().join("clients/card.json")), client);
+    assert_eq!(row.len(), 14, "clients/card.json has a {client} row");
+    row
 }
 
 #[test]
@@ -174,7 +163,12 @@ fn curl_on_the_bundled_library_fails_where_curl_does_not_retry() {
     let card = read_card(&dir.path().join("out/card.json"));
     assert_eq!(card["clients"][0]["name"], "curl", "named after its script");
     assert_eq!(card["level"], "robust");
-    assert_eq!(statuses(&card, "curl"), expected_row(CURL_ROW), "{stdout}");
+    assert_eq!(statuses(&card, "curl"), kept_row("curl"), "{stdout}");
+    // curl never coalesces: the coalescing scenarios' premise is not met.
+    assert_eq!(
+        statuses(&card, "curl")["browser-coalescing"],
+        "not_applicable"
+    );
     let scenarios = card["scenarios"].as_array().expect("scenarios");
     assert_eq!(scenarios.len(), 14);
     let first = scenarios
@@ -338,9 +332,10 @@ fn junit_has_a_test_case_per_scenario_with_the_reasons() {
         .iter()
         .map(|c| c["attrib"]["name"].as_str().expect("name"))
         .collect();
-    let expected: Vec<&str> = CURL_ROW.iter().map(|(s, _)| *s).collect();
+    let row = kept_row("curl");
+    let expected: Vec<&str> = row.keys().map(String::as_str).collect();
     assert_eq!(ids, expected, "one test case per scenario, in order");
-    for (case, (id, status)) in cases.iter().zip(CURL_ROW) {
+    for (case, (id, status)) in cases.iter().zip(&row) {
         assert_eq!(case["tag"], "testcase");
         assert_eq!(case["attrib"]["classname"], "misdirect.curl");
         assert!(is_time(&case["attrib"]["time"]), "{case}");
@@ -350,7 +345,7 @@ fn junit_has_a_test_case_per_scenario_with_the_reasons() {
             .iter()
             .map(|c| c["tag"].as_str().expect("tag"))
             .collect();
-        let want: &[&str] = match *status {
+        let want: &[&str] = match status.as_str() {
             "fail" => &["failure", "system-out"],
             "not_applicable" => &["skipped", "system-out"],
             _ => &["system-out"],
@@ -429,6 +424,37 @@ fn a_saved_card_is_a_baseline_and_a_change_from_it_names_the_cell() {
         "{stdout}"
     );
 
+    // With no client given, the baseline's clients are scored again.
+    let mut rerun = args.clone();
+    rerun.extend(strings(&["--expect", "baseline.json"]));
+    let (code, stdout, stderr) = scorecard(dir.path(), &rerun);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("as expected: 3 cell(s) match the baseline baseline.json"),
+        "{stdout}"
+    );
+    assert_eq!(
+        read_card(&dir.path().join("out/card.json"))["clients"],
+        read_card(&saved)["clients"]
+    );
+
+    // A saved card printed in another form runs nothing; it is its own baseline.
+    let from = strings(&["--from", "out/card.json", "--expect", "baseline.json"]);
+    let (code, stdout, stderr) = scorecard(dir.path(), &from);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("as expected: 3 cell(s)"), "{stdout}");
+    let (code, stdout, _) = scorecard(
+        dir.path(),
+        &strings(&["--from", "out/card.json", "--format", "junit"]),
+    );
+    assert_eq!(code, Some(1), "curl fails cells without a baseline");
+    assert_eq!(stdout.matches("<testcase ").count(), 3, "{stdout}");
+    let (code, _, stderr) = scorecard(
+        dir.path(),
+        &strings(&["--from", "out/card.json", "--client", "x=true"]),
+    );
+    assert_eq!(code, Some(2), "--from runs nothing: {stderr}");
+
     // A baseline where curl retried: the change is named.
     let mut baseline = read_card(&saved);
     for cell in baseline["cells"].as_array_mut().expect("cells") {
@@ -448,6 +474,13 @@ fn a_saved_card_is_a_baseline_and_a_change_from_it_names_the_cell() {
     );
     assert!(
         stdout.contains("changed vs the baseline baseline.json (1 cell(s))"),
+        "{stdout}"
+    );
+    // The same, comparing the saved cards alone.
+    let (code, stdout, _) = scorecard(dir.path(), &from);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("curl × first-attempt-421: was pass, now fail"),
         "{stdout}"
     );
 
@@ -479,7 +512,7 @@ fn python_h2(test: &str, args: &[&str]) -> Option<String> {
 
 /// `python_h2.py --on-421 retry-same` retries a 421 on the connection that answered it:
 /// exactly the scenarios that send a 421 fail (and the two ORIGIN scenarios, which the
-/// reference client fails anyway), as `tests/client_matrix.rs` has it.
+/// reference client fails anyway), as `clients/card.json` has it.
 #[test]
 fn a_deliberately_broken_adapter_fails_exactly_its_cells() {
     let Some(command) = python_h2("scorecard_broken_adapter", &["--on-421", "retry-same"]) else {
@@ -516,6 +549,10 @@ fn a_deliberately_broken_adapter_fails_exactly_its_cells() {
     .map(|s| ((*s).to_owned(), "fail".to_owned()))
     .collect();
     assert_eq!(not_passing, expected, "{stdout}");
+    assert_eq!(
+        statuses(&card, "retry-same"),
+        kept_row("python_h2_retry_same")
+    );
     assert_eq!(
         failing(cell(&card, "retry-same", "coalescing-wrong-server")),
         BTreeSet::from([

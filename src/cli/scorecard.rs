@@ -42,10 +42,18 @@ pub struct ScorecardArgs {
     #[arg(long, value_enum, default_value = "robust")]
     pub level: LevelArg,
     /// A card saved earlier (`OUT/card.json`): exit 0 only if every cell has its status
-    /// there (and, failing, the same failing expectations); cells it lacks must pass or be
-    /// not applicable.
+    /// there and the same expectations failing and not exercised; cells it lacks must pass
+    /// or be not applicable. With no client given, its clients are scored again.
     #[arg(long, value_name = "CARD.json")]
     pub expect: Option<PathBuf>,
+    /// Prints a card saved earlier in `--format` (compared with `--expect`, if given) and
+    /// runs nothing: e.g. JUnit in a later CI step, or two cards compared.
+    #[arg(
+        long,
+        value_name = "CARD.json",
+        conflicts_with_all = ["paths", "clients", "client_jobs", "jobs", "timeout_secs", "out", "level", "command"]
+    )]
+    pub from: Option<PathBuf>,
     /// The client command and its arguments, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -95,8 +103,9 @@ fn usage(message: &str) -> ExitCode {
     ExitCode::from(USAGE)
 }
 
-/// The clients, from `-- CMD` and `--client`, with their `--client-jobs`.
-fn clients(args: &ScorecardArgs) -> Result<Vec<Client>, String> {
+/// The clients, from `-- CMD` and `--client` (or, with neither, the baseline's), with their
+/// `--client-jobs`.
+fn clients(args: &ScorecardArgs, baseline: Option<&Card>) -> Result<Vec<Client>, String> {
     let mut clients = Vec::new();
     if !args.command.is_empty() {
         let mut words = Vec::new();
@@ -112,10 +121,15 @@ fn clients(args: &ScorecardArgs) -> Result<Vec<Client>, String> {
         clients.push(scorecard::parse_client(spec)?);
     }
     if clients.is_empty() {
-        return Err(
-            "no client: give one after `--` (misdirect scorecard -- python3 clients/curl.py) or with --client NAME=CMD"
-                .to_owned(),
-        );
+        match baseline {
+            Some(card) if !card.clients.is_empty() => clients.clone_from(&card.clients),
+            _ => {
+                return Err(
+                    "no client: give one after `--` (misdirect scorecard -- python3 clients/curl.py) or with --client NAME=CMD"
+                        .to_owned(),
+                );
+            }
+        }
     }
     for (i, client) in clients.iter().enumerate() {
         if clients[..i].iter().any(|c| c.name == client.name) {
@@ -197,16 +211,28 @@ fn progress(live: bool) -> impl FnMut(&Tick<'_>) {
 
 /// Runs `misdirect scorecard`.
 pub(super) fn scorecard(args: ScorecardArgs, load: &scenario::LoadOptions) -> ExitCode {
-    let clients = match clients(&args) {
-        Ok(clients) => clients,
-        Err(err) => return usage(&err),
-    };
     let baseline = match &args.expect {
         Some(path) => match scorecard::load(path) {
             Ok(card) => Some(card),
             Err(err) => return usage(&format!("--expect {err}")),
         },
         None => None,
+    };
+    if let Some(path) = &args.from {
+        let card = match scorecard::load(path) {
+            Ok(card) => card,
+            Err(err) => return usage(&format!("--from {err}")),
+        };
+        // The cells' files are relative to the card's folder.
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        return show(&card, &args, baseline.as_ref(), folder);
+    }
+    let clients = match clients(&args, baseline.as_ref()) {
+        Ok(clients) => clients,
+        Err(err) => return usage(&err),
     };
     let entries = match crate::library::catalog(&args.paths, load) {
         Ok(entries) if entries.is_empty() => return usage("no scenarios in the paths given"),
@@ -260,24 +286,37 @@ pub(super) fn scorecard(args: ScorecardArgs, load: &scenario::LoadOptions) -> Ex
     if let Err(err) = saved {
         return usage(&format!("cannot save the card: {err}"));
     }
+    let code = show(&card, &args, baseline.as_ref(), &args.out);
+    eprintln!(
+        "misdirect scorecard: card in {} ({} cells in {:.1} s; each cell's report, picture and journal under {})",
+        args.out.join("card.json").display(),
+        card.cells.len(),
+        card.duration_ms as f64 / 1000.0,
+        args.out.join("cells").display()
+    );
+    code
+}
+
+/// Prints the card in `--format`, then what it comes to against the baseline (after the
+/// table, or on stderr for the other formats); exit 0 if every cell is as expected.
+fn show(
+    card: &Card,
+    args: &ScorecardArgs,
+    baseline: Option<&Card>,
+    folder: &std::path::Path,
+) -> ExitCode {
     let rendered = match args.format {
-        CardFormat::Table => scorecard::table(&card, std::io::stdout().is_terminal(), &args.out),
-        CardFormat::Markdown => scorecard::markdown(&card),
-        CardFormat::Json => match serde_json::to_string_pretty(&card) {
+        CardFormat::Table => scorecard::table(card, std::io::stdout().is_terminal(), folder),
+        CardFormat::Markdown => scorecard::markdown(card),
+        CardFormat::Json => match serde_json::to_string_pretty(card) {
             Ok(text) => format!("{text}\n"),
             Err(err) => return usage(&format!("cannot write the card as JSON: {err}")),
         },
-        CardFormat::Junit => scorecard::junit(&card, &args.out),
-        CardFormat::Html => scorecard::html(&card),
+        CardFormat::Junit => scorecard::junit(card, folder),
+        CardFormat::Html => scorecard::html(card),
     };
-    let compared = scorecard::compare(&card, baseline.as_ref());
-    let verdict = verdict_text(
-        &card,
-        &compared,
-        baseline.as_ref(),
-        args.expect.as_deref(),
-        &args.out,
-    );
+    let compared = scorecard::compare(card, baseline);
+    let verdict = verdict_text(card, &compared, baseline, args.expect.as_deref(), folder);
     // The table is for people: the comparison follows it. Other formats are for machines:
     // stdout stays the document, and the comparison goes to stderr.
     let written = {
@@ -299,13 +338,6 @@ pub(super) fn scorecard(args: ScorecardArgs, load: &scenario::LoadOptions) -> Ex
     if args.format != CardFormat::Table {
         eprint!("{verdict}");
     }
-    eprintln!(
-        "misdirect scorecard: card in {} ({} cells in {:.1} s; each cell's report, picture and journal under {})",
-        args.out.join("card.json").display(),
-        card.cells.len(),
-        card.duration_ms as f64 / 1000.0,
-        args.out.join("cells").display()
-    );
     if compared.ok() {
         ExitCode::SUCCESS
     } else {
