@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::engine::{Response, Route};
 use crate::journal::harness_path;
-use crate::ready::{Ready, ReadyListener};
+use crate::ready::{Ready, ReadyListener, ReadyName};
 use crate::scenario::{ClientStep, Scenario, name_matches};
 
 /// Where every host serves the page that carries out the client plan in a browser.
@@ -128,6 +128,22 @@ pub fn name_map(scenario: &Scenario, ready: &Ready) -> Vec<(String, ReadyListene
         }
     }
     names.into_iter().collect()
+}
+
+/// [`name_map`] as the readiness information gives it.
+pub fn ready_names(scenario: &Scenario, ready: &Ready) -> BTreeMap<String, ReadyName> {
+    name_map(scenario, ready)
+        .into_iter()
+        .map(|(name, l)| {
+            (
+                name,
+                ReadyName {
+                    listener: l.name,
+                    address: l.address,
+                },
+            )
+        })
+        .collect()
 }
 
 /// The environment `misdirect run` gives its command.

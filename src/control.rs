@@ -189,7 +189,7 @@ async fn route(handle: &Handle, settings: &Settings, request: http::Request<Inco
         );
     }
     match (method, path.as_str()) {
-        (Method::GET, "/ready") => json(StatusCode::OK, handle.ready()),
+        (Method::GET, "/ready") => json(StatusCode::OK, &handle.ready_now()),
         (Method::GET, "/ca.pem") => with_type(
             StatusCode::OK,
             "application/x-pem-file",

@@ -37,6 +37,7 @@ impl Harness {
         let bound = Server::bind(scenario, options).await?;
         let mut ready = bound.ready().clone();
         ready.control = control_url;
+        ready.names = client::ready_names(bound.scenario(), &ready);
         let routes = vec![client::page_route(bound.scenario(), &ready)];
         let server = bound.serve(routes)?;
         let handle = Handle {
@@ -86,6 +87,14 @@ impl Handle {
     /// The readiness information, control API included.
     pub fn ready(&self) -> &Ready {
         &self.ready
+    }
+
+    /// The readiness information with the names of the scenario in force now (a scenario
+    /// loaded since may serve other names).
+    pub fn ready_now(&self) -> Ready {
+        let mut ready = (*self.ready).clone();
+        ready.names = client::ready_names(&self.scenario(), &ready);
+        ready
     }
 
     /// The scenario's client plan with real ports.

@@ -33,6 +33,19 @@ pub struct Ready {
     pub journal: Option<PathBuf>,
     /// Base URL of the control API, if it runs.
     pub control: Option<String>,
+    /// Every concrete name of the scenario (its hosts' names but wildcards, and the client
+    /// plan's), with the listener and address a client must map it to: what `/etc/hosts`,
+    /// `--resolve` or a custom resolver needs. Filled in by the harness.
+    pub names: BTreeMap<String, ReadyName>,
+}
+
+/// Where one of the scenario's names is served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadyName {
+    /// The listener's name.
+    pub listener: String,
+    /// Its `ip:port`.
+    pub address: SocketAddr,
 }
 
 /// One bound listener.

@@ -168,13 +168,32 @@ fn a_new_scenario_applies_to_new_connections_without_a_restart() {
     assert_eq!(json(&body)["certificates_regenerated"], false);
     assert_eq!(misdirected_request(&h), "503");
 
-    let new_certs = with_rule.replace(
-        r#"["a.test", "b.test"]"#,
-        r#"["a.test", "b.test", "c.test"]"#,
-    );
+    let names = |h: &Harness| -> Vec<String> {
+        let (status, body) = api(h, "GET", "/ready", &[]);
+        assert_eq!(status, 200, "{body}");
+        json(&body)["names"]
+            .as_object()
+            .expect("names")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(names(&h), ["a.test", "b.test"]);
+
+    let new_certs = with_rule
+        .replace(
+            r#"["a.test", "b.test"]"#,
+            r#"["a.test", "b.test", "c.test"]"#,
+        )
+        .replace(
+            r#"{"names": ["b.test"], "certificate": "shared"}"#,
+            r#"{"names": ["b.test"], "certificate": "shared"}, {"names": ["c.test"], "certificate": "shared"}"#,
+        );
     let (status, body) = api(&h, "PUT", "/scenario", &["--data-binary", &new_certs]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["certificates_regenerated"], true);
+    // The readiness information names what the scenario in force serves.
+    assert_eq!(names(&h), ["a.test", "b.test", "c.test"]);
     let pem = std::fs::read_to_string(h.dir.path().join("certs/shared.pem")).expect("cert");
     let (_, text, _) = run(
         "openssl",

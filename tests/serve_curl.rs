@@ -207,6 +207,13 @@ fn the_readiness_line_names_real_ports_the_ca_and_the_spki_hashes() {
     let spki = std::fs::read_to_string(h.dir.path().join("certs/shared.spki")).expect("spki file");
     assert_eq!(ready["certificates"]["shared"]["spki_sha256"], spki.trim());
     assert_eq!(ready["journal"], h.journal_path.to_str().expect("utf-8"));
+    // Every name of the scenario, with where a client must resolve it.
+    let names: Vec<&String> = ready["names"].as_object().expect("names").keys().collect();
+    assert_eq!(names, ["a.test", "b.test", "c.test", "old.test"]);
+    assert_eq!(
+        ready["names"]["old.test"],
+        serde_json::json!({"listener": "main", "address": format!("127.0.0.1:{port}")})
+    );
     // Ready means ready: connecting right away works.
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("listener accepts at once");
     let events = h.journal_until(|e| !events_of(e, "connection_opened").is_empty());

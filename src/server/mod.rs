@@ -594,6 +594,7 @@ fn ready_info(
         certificates,
         journal: options.journal_path.as_deref().map(absolute),
         control: None,
+        names: BTreeMap::new(),
     }
 }
 
