@@ -213,7 +213,17 @@ async fn route(handle: &Handle, settings: &Settings, request: http::Request<Inco
         }
         (Method::GET, "/verdict") => {
             let allow = query(&request, "allow_not_exercised") == Some("true");
-            json(StatusCode::OK, &handle.verdict(allow))
+            let verdict = handle.verdict(allow);
+            if query(&request, "table") == Some("true") {
+                // The verdict and its table from one snapshot of the journal.
+                let mut value = serde_json::to_value(&verdict).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("table".to_owned(), verdict.table().into());
+                }
+                json(StatusCode::OK, &value)
+            } else {
+                json(StatusCode::OK, &verdict)
+            }
         }
         (Method::GET, "/report") => with_type(
             StatusCode::OK,

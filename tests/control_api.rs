@@ -133,6 +133,18 @@ fn journal_verdict_and_reset_between_test_cases() {
     let verdict = json(&body);
     assert_eq!(verdict["passed"], true);
     assert_eq!(verdict["checks"][0]["status"], "pass");
+    assert!(verdict.get("table").is_none(), "{verdict}");
+    // With its table, as `run` prints it.
+    let (_, body) = api(&h, "GET", "/verdict?table=true", &[]);
+    let table = json(&body)["table"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        table.starts_with("PASS") && table.contains("no_retry_on_same_connection"),
+        "{table}"
+    );
+    assert!(
+        table.ends_with("verdict: PASS (1 passed, 0 failed, 0 not exercised)\n"),
+        "{table}"
+    );
 
     let (status, body) = api(&h, "POST", "/reset", &[]);
     assert_eq!(status, 200);
