@@ -867,7 +867,34 @@ pub fn load(path: &Path) -> Result<Card, ScorecardError> {
             ),
         ));
     }
+    for client in &card.clients {
+        if !valid_client_name(&client.name) {
+            return Err(io_error(
+                path,
+                format!(
+                    "client name {:?}: use letters, digits, '.', '_' and '-' (not first '.')",
+                    client.name
+                ),
+            ));
+        }
+        if client.command.first().is_none_or(String::is_empty) {
+            return Err(io_error(
+                path,
+                format!("client {:?} has no command", client.name),
+            ));
+        }
+    }
     Ok(card)
+}
+
+/// A file a card names relative to its folder, if it lies inside that folder (a card read
+/// from elsewhere must not make us read any file it names).
+fn inside(folder: &Path, relative: &str) -> Option<PathBuf> {
+    let rel = Path::new(relative);
+    let plain = rel
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    (plain && !relative.is_empty()).then(|| folder.join(rel))
 }
 
 /// Runs one cell: `misdirect run` on the scenario with the client, bounded in time, and
@@ -1130,21 +1157,21 @@ impl Comparison {
 }
 
 fn status_words(cell: &Cell) -> String {
+    let (status, [failing, below, unexercised]) = pinned(cell);
     let mut parts = Vec::new();
-    for (what, list) in [
-        ("", &cell.failures),
-        ("below level: ", &cell.below_level),
-        ("not exercised: ", &cell.not_exercised),
+    for (what, labels) in [
+        ("", failing),
+        ("below level: ", below),
+        ("not exercised: ", unexercised),
     ] {
-        let labels: BTreeSet<&str> = list.iter().map(|f| f.expectation.as_str()).collect();
         if !labels.is_empty() {
             parts.push(format!("{what}{}", Vec::from_iter(labels).join(", ")));
         }
     }
     if parts.is_empty() {
-        cell.status.as_str().to_owned()
+        status.as_str().to_owned()
     } else {
-        format!("{} ({})", cell.status.as_str(), parts.join("; "))
+        format!("{} ({})", status.as_str(), parts.join("; "))
     }
 }
 
@@ -1303,7 +1330,9 @@ pub fn table(card: &Card, ansi: bool, folder: &Path) -> String {
         for f in &cell.not_exercised {
             let _ = writeln!(details, "    not exercised  {}", f.line());
         }
-        let _ = writeln!(details, "    see {}", folder.join(&cell.html).display());
+        if let Some(page) = inside(folder, &cell.html).filter(|p| p.is_file()) {
+            let _ = writeln!(details, "    see {}", page.display());
+        }
     }
     out.push_str(&details);
     out.push('\n');
@@ -1397,8 +1426,8 @@ pub fn markdown(card: &Card) -> String {
         let _ = writeln!(
             out,
             "- **{} × {}** — {}",
-            md_cell(&cell.client),
-            md_cell(&cell.scenario),
+            md_text(&cell.client),
+            md_text(&cell.scenario),
             md_text(&cell.reason)
         );
         for (what, list) in [
@@ -1590,7 +1619,8 @@ pub fn junit(card: &Card, out: &Path) -> String {
                 }
                 CellStatus::Pass => {}
             }
-            let output = std::fs::read(out.join(&cell.output))
+            let output = inside(out, &cell.output)
+                .and_then(|path| std::fs::read(path).ok())
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
             let mut system_out = String::new();
@@ -1875,6 +1905,12 @@ mod tests {
         }
     }
 
+    /// The cell, with these failures below the level.
+    fn below(mut cell: Cell, labels: &[&str]) -> Cell {
+        cell.below_level = unexercised(cell.clone(), labels).not_exercised;
+        cell
+    }
+
     /// The cell, with these expectations not exercised.
     fn unexercised(mut cell: Cell, labels: &[&str]) -> Cell {
         cell.not_exercised = labels
@@ -1958,6 +1994,10 @@ mod tests {
             ),
             cell("curl", "d", CellStatus::Error, &[]),
             cell("curl", "gone", CellStatus::Pass, &[]),
+            below(
+                cell("curl", "p", CellStatus::Pass, &[]),
+                &["stopped_coalescing"],
+            ),
         ]);
         let same = card(vec![
             cell("curl", "a", CellStatus::Pass, &[]),
@@ -1972,10 +2012,14 @@ mod tests {
                 &["retried_on_new_connection"],
             ),
             cell("curl", "d", CellStatus::Error, &[]),
+            below(
+                cell("curl", "p", CellStatus::Pass, &[]),
+                &["stopped_coalescing"],
+            ),
         ]);
         let cmp = compare(&same, Some(&baseline));
         assert!(cmp.ok(), "{cmp:?}");
-        assert_eq!(cmp.as_expected, 4);
+        assert_eq!(cmp.as_expected, 5);
         assert_eq!(cmp.gone, ["curl × gone"]);
 
         // A pass that now fails, a not applicable for another reason, a fail with other
@@ -1994,6 +2038,10 @@ mod tests {
                 &["retried_on_new_connection", "requests = 2"],
             ),
             cell("curl", "d", CellStatus::Pass, &[]),
+            below(
+                cell("curl", "p", CellStatus::Pass, &[]),
+                &["no_retry_on_same_connection"],
+            ),
             cell("curl", "new", CellStatus::Fail, &["x"]),
             cell("curl", "new-ok", CellStatus::NotApplicable, &[]),
         ]);
@@ -2010,6 +2058,7 @@ mod tests {
                 "curl × b: was not_applicable (not exercised: retried_on_new_connection (b.test)), now not_applicable (not exercised: retry_same_body)",
                 "curl × c: was fail (retried_on_new_connection), now fail (requests = 2, retried_on_new_connection)",
                 "curl × d: was error, now pass",
+                "curl × p: was pass (below level: stopped_coalescing), now pass (below level: no_retry_on_same_connection)",
                 "curl × new: not in the baseline, now fail (x)",
             ]
         );
@@ -2017,7 +2066,7 @@ mod tests {
         let other = card(vec![cell("wget", "a", CellStatus::Pass, &[])]);
         let cmp = compare(&other, Some(&baseline));
         assert!(cmp.ok());
-        assert_eq!(cmp.gone.len(), 5);
+        assert_eq!(cmp.gone.len(), 6);
     }
 
     #[test]
@@ -2158,11 +2207,28 @@ mod tests {
             page.contains("<a href=\"cells/curl/a/report.html\">FAIL</a>"),
             "{page}"
         );
-        let text = table(&c, false, Path::new("card"));
+        // Each cell's picture is named where it is (only a's is here).
+        let dir = tempfile::tempdir().expect("temp dir");
+        let picture = dir.path().join("cells/curl/a/report.html");
+        std::fs::create_dir_all(picture.parent().expect("folder")).expect("mkdir");
+        std::fs::write(&picture, "<html>").expect("write");
+        let text = table(&c, false, dir.path());
         assert!(text.contains("curl × a  FAIL"), "{text}");
         assert!(text.contains("PASS*"), "{text}");
-        assert!(text.contains("see card/cells/curl/a/report.html"), "{text}");
+        assert!(
+            text.contains(&format!("see {}", picture.display())),
+            "{text}"
+        );
+        assert_eq!(text.matches("    see ").count(), 1, "{text}");
         assert!(!text.contains('\u{1b}'));
         assert!(table(&c, true, Path::new("card")).contains("\u{1b}[31;1m"));
+        // A card read from elsewhere names no file outside its folder.
+        assert_eq!(inside(dir.path(), "../x"), None);
+        assert_eq!(inside(dir.path(), "/etc/passwd"), None);
+        assert_eq!(inside(dir.path(), ""), None);
+        assert_eq!(
+            inside(dir.path(), "cells/a/output.txt"),
+            Some(dir.path().join("cells/a/output.txt"))
+        );
     }
 }

@@ -16,12 +16,23 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// What an adapter needs here, by its script: `None` when something is missing (said, and
-/// under `MISDIRECT_REQUIRE_TOOLS=1` a failure), `Some(browser)` otherwise.
+/// Says that a test cannot run here: a failure under `MISDIRECT_REQUIRE_TOOLS=1`, a SKIP
+/// line otherwise.
+fn missing(test: &str, what: &str) -> Option<bool> {
+    assert!(
+        std::env::var_os("MISDIRECT_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
+        "{test}: {what}"
+    );
+    eprintln!("SKIP {test}: {what}");
+    None
+}
+
+/// What an adapter needs here, by its program or script: `None` when something is missing
+/// (said, and under `MISDIRECT_REQUIRE_TOOLS=1` a failure), `Some(browser)` otherwise.
 fn ready(test: &str, command: &[String]) -> Option<bool> {
     let script = command
         .iter()
-        .find(|w| w.starts_with("clients/"))
+        .find(|w| w.starts_with("clients/") || w.starts_with("target/"))
         .map(String::as_str)
         .unwrap_or_default();
     match script {
@@ -30,37 +41,54 @@ fn ready(test: &str, command: &[String]) -> Option<bool> {
                 && common::have_tool(test, "curl", "the Debian package `curl`")
         }
         .then_some(false),
-        "clients/python_h2.py" => {
+        "clients/python_h2.py" | "clients/httpx_h2.py" => {
             // The card's command names the repository's venv, which scripts/test makes.
-            let python = common::python_with_h2(test)?;
-            let venv = root().join(".venv/bin/python");
             assert_eq!(
                 command.first().map(String::as_str),
                 Some(".venv/bin/python"),
-                "{test}: clients/card.json runs python_h2.py with .venv/bin/python"
+                "{test}: clients/card.json runs {script} with .venv/bin/python"
             );
-            if python != venv {
-                eprintln!("SKIP {test}: the card's .venv/bin/python has no h2");
-                return None;
+            let ok = Command::new(root().join(".venv/bin/python"))
+                .args(["-c", "import h2, httpx"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                Some(false)
+            } else {
+                missing(
+                    test,
+                    "no .venv/bin/python with h2 and httpx; run scripts/test (it makes .venv)",
+                )
             }
-            Some(false)
         }
         "clients/node_fetch.mjs" | "clients/node_http2.mjs" => {
             common::have_tool(test, "node", "Node.js 20 (Debian `nodejs`)").then_some(false)
+        }
+        "clients/java_httpclient.sh" => {
+            common::have_tool(test, "java", "Java 17 (Debian `openjdk-17-jre-headless`)")
+                .then_some(false)
         }
         "clients/okhttp.sh" => {
             if !common::have_tool(test, "java", "Java 17 (Debian `openjdk-17-jre-headless`)") {
                 return None;
             }
             if !Path::new("/usr/share/java/okhttp.jar").is_file() {
-                assert!(
-                    std::env::var_os("MISDIRECT_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
-                    "{test}: install the Debian package `libokhttp-java`"
-                );
-                eprintln!("SKIP {test}: install the Debian package `libokhttp-java`");
-                return None;
+                return missing(test, "install the Debian package `libokhttp-java`");
             }
             Some(false)
+        }
+        "target/debug/examples/reqwest_adapter" => {
+            // `cargo test` builds the examples before it runs any test.
+            if root().join(script).is_file() {
+                Some(false)
+            } else {
+                missing(
+                    test,
+                    "no target/debug/examples/reqwest_adapter: cargo build --example reqwest_adapter",
+                )
+            }
         }
         "clients/chromium.sh" => {
             common::have_tool(test, "chromium", "the Debian package `chromium`").then_some(true)
@@ -107,7 +135,8 @@ fn every_adapter_earns_the_card_the_repository_keeps() {
 
     // Browsers need a loopback-only namespace: they call home. Everything else runs in it too
     // when there is one (loopback is all any cell uses).
-    let namespace = common::in_loopback_namespace(test, "true", &[]).is_some();
+    let namespace =
+        common::in_loopback_namespace(&format!("{test}_browsers"), "true", &[]).is_some();
     // Kept after the test (each run empties the cells it makes): what to look at on failure.
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("client-matrix");
     let mut args: Vec<String> = [
@@ -138,6 +167,9 @@ fn every_adapter_earns_the_card_the_repository_keeps() {
             continue;
         };
         if browser && !namespace {
+            eprintln!(
+                "SKIP {test}_{name}: a browser runs only in a loopback-only network namespace"
+            );
             continue;
         }
         // `--client NAME=CMD` splits CMD into words as a shell would: the card's words are

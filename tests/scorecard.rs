@@ -454,6 +454,14 @@ fn a_saved_card_is_a_baseline_and_a_change_from_it_names_the_cell() {
         &strings(&["--from", "out/card.json", "--client", "x=true"]),
     );
     assert_eq!(code, Some(2), "--from runs nothing: {stderr}");
+    assert!(
+        stderr.contains("cannot be used with"),
+        "a conflict, not some other usage error: {stderr}"
+    );
+    assert!(
+        !dir.path().join("misdirect-scorecard").exists(),
+        "--from makes no card folder"
+    );
 
     // A baseline where curl retried: the change is named.
     let mut baseline = read_card(&saved);

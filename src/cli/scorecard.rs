@@ -123,7 +123,13 @@ fn clients(args: &ScorecardArgs, baseline: Option<&Card>) -> Result<Vec<Client>,
     if clients.is_empty() {
         match baseline {
             Some(card) if !card.clients.is_empty() => clients.clone_from(&card.clients),
-            _ => {
+            Some(_) => {
+                return Err(
+                    "no client: the baseline names none; give one after `--` or with --client NAME=CMD"
+                        .to_owned(),
+                );
+            }
+            None => {
                 return Err(
                     "no client: give one after `--` (misdirect scorecard -- python3 clients/curl.py) or with --client NAME=CMD"
                         .to_owned(),
@@ -228,7 +234,7 @@ pub(super) fn scorecard(args: ScorecardArgs, load: &scenario::LoadOptions) -> Ex
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        return show(&card, &args, baseline.as_ref(), folder);
+        return show(&card, &args, baseline.as_ref(), folder, path);
     }
     let clients = match clients(&args, baseline.as_ref()) {
         Ok(clients) => clients,
@@ -286,7 +292,13 @@ pub(super) fn scorecard(args: ScorecardArgs, load: &scenario::LoadOptions) -> Ex
     if let Err(err) = saved {
         return usage(&format!("cannot save the card: {err}"));
     }
-    let code = show(&card, &args, baseline.as_ref(), &args.out);
+    let code = show(
+        &card,
+        &args,
+        baseline.as_ref(),
+        &args.out,
+        &args.out.join("card.json"),
+    );
     eprintln!(
         "misdirect scorecard: card in {} ({} cells in {:.1} s; each cell's report, picture and journal under {})",
         args.out.join("card.json").display(),
@@ -304,6 +316,7 @@ fn show(
     args: &ScorecardArgs,
     baseline: Option<&Card>,
     folder: &std::path::Path,
+    card_path: &std::path::Path,
 ) -> ExitCode {
     let rendered = match args.format {
         CardFormat::Table => scorecard::table(card, std::io::stdout().is_terminal(), folder),
@@ -316,7 +329,7 @@ fn show(
         CardFormat::Html => scorecard::html(card),
     };
     let compared = scorecard::compare(card, baseline);
-    let verdict = verdict_text(card, &compared, baseline, args.expect.as_deref(), folder);
+    let verdict = verdict_text(card, &compared, baseline, args.expect.as_deref(), card_path);
     // The table is for people: the comparison follows it. Other formats are for machines:
     // stdout stays the document, and the comparison goes to stderr.
     let written = {
@@ -351,9 +364,12 @@ fn verdict_text(
     compared: &scorecard::Comparison,
     baseline: Option<&Card>,
     baseline_path: Option<&std::path::Path>,
-    out_dir: &std::path::Path,
+    card_path: &std::path::Path,
 ) -> String {
     let mut out = String::new();
+    if card.cells.is_empty() {
+        out.push_str("note: the card has no cells\n");
+    }
     match (baseline, baseline_path) {
         (Some(baseline), Some(path)) => {
             if baseline.level != card.level {
@@ -394,7 +410,7 @@ fn verdict_text(
                     "not as expected: {} cell(s) fail or are errors ({}); to pin them, keep a copy of {} and pass it to --expect\n",
                     compared.unexpected.len(),
                     card.summary(None),
-                    out_dir.join("card.json").display()
+                    card_path.display()
                 ));
             }
         }
