@@ -183,3 +183,22 @@ fn schema_prints_a_json_schema_of_the_scenario() {
     );
     assert_eq!(schema["required"], serde_json::json!(["hosts"]));
 }
+
+#[test]
+fn scenarios_show_prints_a_bundled_scenario_as_its_file_is() {
+    let out = misdirect(&["scenarios", "--show", "first-attempt-421"]);
+    assert!(out.status.success(), "{out:?}");
+    let file = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/first-attempt-421.json"),
+    )
+    .expect("scenario file");
+    assert_eq!(stdout(&out), file);
+
+    let out = misdirect(&["scenarios", "--show", "no-such-scenario"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no bundled scenario \"no-such-scenario\"") && err.contains("goaway-retry"),
+        "{err}"
+    );
+}

@@ -66,6 +66,10 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Print the bundled scenario with this id, as its file is (to save and edit, or to
+        /// serve where the repository is not).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["paths", "json"])]
+        show: Option<String>,
     },
     /// Serve a scenario: bind its listeners, misdirect as it says, journal everything.
     /// Prints one JSON line on stdout once ready; stops cleanly on SIGINT/SIGTERM.
@@ -116,7 +120,8 @@ pub fn main() -> ExitCode {
             json,
         } => certs(&file, &out, reuse_ca, json, &load),
         Command::Schema => schema(),
-        Command::Scenarios { paths, json } => scenarios(&paths, json, &load),
+        Command::Scenarios { show: Some(id), .. } => show_bundled(&id),
+        Command::Scenarios { paths, json, .. } => scenarios(&paths, json, &load),
         Command::Serve(args) => serve::serve(args, &load),
         Command::Run(args) => serve::run(args, &load),
         Command::Scorecard(args) => scorecard::scorecard(args, &load),
@@ -159,6 +164,32 @@ fn check(files: &[PathBuf], strict: bool, load: &scenario::LoadOptions) -> ExitC
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn show_bundled(id: &str) -> ExitCode {
+    match crate::library::BUNDLED.iter().find(|(stem, _)| *stem == id) {
+        Some((_, text)) => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("misdirect scenarios: writing to stdout: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            let ids: Vec<&str> = crate::library::BUNDLED.iter().map(|(s, _)| *s).collect();
+            eprintln!(
+                "misdirect scenarios: no bundled scenario {id:?}; the bundled ones are {}",
+                ids.join(", ")
+            );
+            ExitCode::from(2)
+        }
     }
 }
 
