@@ -1,0 +1,5 @@
+"""`python -m misdirect ARGS`: the misdirect command."""
+
+from ._binary import main
+
+main()
