@@ -18,7 +18,7 @@
 //! | layer | modules | what the layer is |
 //! |---|---|---|
 //! | 6 | `cli` | the command line: wiring only |
-//! | 5 | `run`, `scorecard`, `control` | judging a client command; a card of many; the control API |
+//! | 5 | `run`, `scorecard`, `control`, `testcontainers` | judging a client command; a card of many; the control API; the image as a testcontainers module |
 //! | 4 | `harness` | a server composed with the client page and the control URL |
 //! | 3 | `server`, `client`, `report` | serving a scenario; what a client is told; pictures of a journal |
 //! | 2 | `tls`, `engine`, `expect`, `ready` | TLS set-up; the decision; the verdict; the readiness line |
@@ -52,6 +52,8 @@
 //!   judged at a level into one card (table, Markdown, JSON, JUnit XML, HTML) and compared
 //!   with a baseline card.
 //! - `control`: the HTTP/1.1 JSON control API (private; reached over HTTP).
+//! - `testcontainers` (cargo feature `testcontainers`): the container image as a
+//!   testcontainers module, with the control API's helpers over HTTP.
 //! - [`cli`]: the `misdirect` command line (clap); wiring only.
 
 pub mod cli;
@@ -70,6 +72,8 @@ pub mod run;
 pub mod scenario;
 pub mod scorecard;
 pub mod server;
+#[cfg(feature = "testcontainers")]
+pub mod testcontainers;
 pub mod tls;
 
 // The README's Rust example is compiled and run as a doc test.

@@ -394,3 +394,51 @@ fn the_readme_client_card_is_the_card_the_repository_keeps() {
         "README.md's client card is not clients/card.json's: run scripts/scorecard-readme --render-only"
     );
 }
+
+/// Every code block of the README's "From pytest" and "From testcontainers" sections is a
+/// tested file's text (its first line says `from FILE`, and every other line is a line of
+/// that file) or says it is untested.
+#[test]
+fn the_readme_test_your_client_snippets_are_tested_files_or_marked_untested() {
+    let readme = readme();
+    let section: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != "### From pytest")
+        .take_while(|l| !l.starts_with("### With `misdirect run`"))
+        .collect();
+    assert!(!section.is_empty(), "README.md has no \"### From pytest\"");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut blocks = 0;
+    let mut lines = section.iter();
+    while let Some(line) = lines.next() {
+        if !line.starts_with("```") {
+            continue;
+        }
+        let block: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .copied()
+            .collect();
+        blocks += 1;
+        let first = block.first().map(|l| l.trim()).unwrap_or_default();
+        let words: Vec<&str> = first.split_whitespace().collect();
+        match words.as_slice() {
+            ["#" | "//", "untested", ..] => continue,
+            ["#" | "//", "from", file] => {
+                let text = fs::read_to_string(root.join(file))
+                    .unwrap_or_else(|e| panic!("README.md names {file}: {e}"));
+                let known: BTreeSet<&str> = text.lines().map(str::trim).collect();
+                for l in &block[1..] {
+                    assert!(
+                        l.trim().is_empty() || known.contains(l.trim()),
+                        "README.md's snippet from {file} has a line the file lacks: {l:?}"
+                    );
+                }
+            }
+            _ => panic!(
+                "a README snippet in \"Test your client\" neither names its tested file (`# from FILE`) nor says `untested`: {first:?}"
+            ),
+        }
+    }
+    assert!(blocks >= 6, "{blocks} snippets");
+}
