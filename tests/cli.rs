@@ -202,3 +202,84 @@ fn scenarios_show_prints_a_bundled_scenario_as_its_file_is() {
         "{err}"
     );
 }
+
+/// Starts `serve` with stdin a pipe; returns the child once its ready line is out.
+fn serve_with_stdin(dir: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    std::fs::create_dir_all(dir).expect("folder");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_misdirect"))
+        .arg("serve")
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scenarios/coalescing-wrong-server.json"),
+        )
+        .arg("--certs-dir")
+        .arg(dir.join("certs"))
+        .arg("--journal")
+        .arg(dir.join("journal.ndjson"))
+        .args(["--log", "warn"])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the ready line");
+    assert!(line.contains("\"ready\":true"), "{line}");
+    child
+}
+
+/// Waits up to `limit` for the child; `None` if it is still running.
+fn wait_for(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status.code();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn exit_with_stdin_stops_the_server_when_its_launcher_closes_stdin_and_not_otherwise() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Without the flag, stdin is not the server's business.
+    let mut plain = serve_with_stdin(&dir.path().join("plain"), &[]);
+    drop(plain.stdin.take());
+    assert_eq!(
+        wait_for(&mut plain, std::time::Duration::from_millis(700)),
+        None
+    );
+    let _ = plain.kill();
+    let _ = plain.wait();
+
+    let mut watched = serve_with_stdin(dir.path(), &["--exit-with-stdin"]);
+    let started = std::time::Instant::now();
+    drop(watched.stdin.take());
+    let code = wait_for(&mut watched, std::time::Duration::from_secs(10));
+    assert_eq!(code, Some(0), "serve ends cleanly once stdin closes");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let journal = std::fs::read_to_string(dir.path().join("journal.ndjson")).expect("journal");
+    let last: serde_json::Value =
+        serde_json::from_str(journal.lines().last().expect("a line")).expect("JSON");
+    assert_eq!(last["event"], "shutdown");
+    assert_eq!(last["reason"], "stdin closed");
+
+    // SIGTERM still stops it while stdin stays open (the read does not hold up the exit).
+    let mut signalled = serve_with_stdin(&dir.path().join("signalled"), &["--exit-with-stdin"]);
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &signalled.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let code = wait_for(&mut signalled, std::time::Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    drop(signalled.stdin.take());
+}

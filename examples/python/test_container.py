@@ -30,7 +30,7 @@ if _why and os.environ.get("MISDIRECT_REQUIRE_TOOLS") == "1":
     raise RuntimeError(f"MISDIRECT_REQUIRE_TOOLS=1: {_why}")
 pytestmark = pytest.mark.skipif(_why is not None, reason=_why or "")
 
-from misdirect.testcontainers import MisdirectContainer  # noqa: E402
+from misdirect.testcontainers import MisdirectContainer, container_ports  # noqa: E402
 
 
 def test_the_container_serves_the_scenarios_names_on_mapped_ports_and_judges():
@@ -62,3 +62,27 @@ def test_no_docker_engine_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(MisdirectError, match="could not start"):
         MisdirectContainer("bundled:coalescing-wrong-server", image=IMAGE).start()
+
+
+def test_listeners_get_base_ports_in_order_their_own_ports_or_their_sources():
+    scenario = {
+        "listeners": [
+            {"name": "a", "address": "127.0.0.1:0"},
+            {"name": "fixed", "address": "127.0.0.1:9443"},
+            {"name": "b", "address": "127.0.0.1:0"},
+            {"name": "b2", "address": "127.0.0.2:0", "port_from": "b"},
+        ]
+    }
+    assert container_ports(scenario) == {"a": 8443, "fixed": 9443, "b": 8444, "b2": 8444}
+    assert container_ports({}) == {"main": 8443}
+
+
+def test_a_listener_with_its_own_port_is_mapped_too():
+    scenario = {
+        "listeners": [{"name": "fixed", "address": "127.0.0.1:9443"}],
+        "certificates": [{"name": "shared", "sans": ["a.test"]}],
+        "hosts": [{"names": ["a.test"], "certificate": "shared"}],
+    }
+    with MisdirectContainer(scenario, image=IMAGE) as m:
+        with m.resolve(), httpx.Client(http2=True, verify=m.ssl_context()) as client:
+            assert client.get(m.url("a.test")).status_code == 200

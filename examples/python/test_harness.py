@@ -2,8 +2,12 @@
 hang) for what cannot work."""
 
 import json
+import os
+import signal
 import socket
 import subprocess
+import sys
+import time
 
 import httpx
 import pytest
@@ -91,3 +95,75 @@ def test_many_harnesses_at_once_each_have_their_own_ports_and_ca(misdirect):
     harnesses = [misdirect("bundled:coalescing-wrong-server") for _ in range(6)]
     assert len({h.port() for h in harnesses}) == 6
     assert len({h.ca_file.read_text() for h in harnesses}) == 6
+
+
+def test_a_refused_load_says_why(misdirect):
+    h = misdirect(HOSTS)
+    broken = {**HOSTS, "hosts": [{"names": ["a.test"], "certificate": "nope"}]}
+    with pytest.raises(MisdirectError, match="400: invalid scenario: .*nope"):
+        h.load(broken)
+
+
+def test_the_users_misdirect_variables_do_not_reach_the_server(misdirect, monkeypatch):
+    monkeypatch.setenv("MISDIRECT_CONTROL_TOKEN", "secret")
+    monkeypatch.setenv("MISDIRECT_REUSE_CA", "/nonexistent")
+    monkeypatch.setenv("MISDIRECT_CONTROL", "0.0.0.0:9000")
+    h = misdirect(HOSTS)
+    assert h.control.startswith("http://127.0.0.1:") and not h.control.endswith(":9000")
+    assert h.journal()  # no token asked
+
+
+def test_resolve_calls_through_to_the_getaddrinfo_it_found(misdirect, monkeypatch):
+    seen = []
+    real = socket.getaddrinfo
+
+    def recording(host, *args, **kwargs):
+        seen.append(host)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording)
+    h = misdirect(HOSTS)
+    with h.resolve():
+        socket.getaddrinfo("a.test", 443)
+        socket.getaddrinfo("localhost", 443)
+    assert socket.getaddrinfo is recording
+    assert seen == ["127.0.0.1", "localhost"]
+
+
+def test_a_server_that_died_is_named_as_such(misdirect):
+    h = misdirect(HOSTS)
+    os.kill(h.ready["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while h.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(MisdirectError, match="misdirect serve exited with -9"):
+        h.verdict()
+
+
+def test_the_server_ends_with_the_process_that_started_it(tmp_path):
+    """However the test process ends (SIGKILL included), its servers do not outlive it."""
+    script = (
+        "import misdirect, sys, time\n"
+        "h = misdirect.Harness('bundled:coalescing-wrong-server').start()\n"
+        "print(h.ready['pid'], flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        server = int(child.stdout.readline())
+        os.kill(server, 0)  # running
+        child.kill()
+        child.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(server, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(server, signal.SIGKILL)
+            pytest.fail(f"misdirect serve (pid {server}) outlived the process that started it")
+    finally:
+        if child.poll() is None:
+            child.kill()

@@ -46,13 +46,16 @@ def find_binary() -> Path:
 def bundled(scenario_id: str, binary: Path | None = None) -> str:
     """The JSON text of a bundled scenario (`misdirect scenarios --show ID`)."""
     exe = binary or find_binary()
-    done = subprocess.run(
-        [str(exe), "scenarios", "--show", scenario_id],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [str(exe), "scenarios", "--show", scenario_id],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise MisdirectError(f"bundled:{scenario_id}: {exe}: {error}") from None
     if done.returncode != 0:
         raise MisdirectError(done.stderr.decode(errors="replace").strip() or f"misdirect exited {done.returncode}")
     return done.stdout.decode()

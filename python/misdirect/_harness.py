@@ -26,9 +26,10 @@ from ._errors import MisdirectError
 Scenario = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 """A scenario file, `bundled:ID` for a bundled scenario, or the scenario itself as a dict."""
 
-# Variables of the user's environment that would make parallel servers share ports or bind
-# beyond loopback (each harness picks its own free ports).
-_ISOLATING = ("MISDIRECT_CONTROL", "MISDIRECT_BASE_PORT", "MISDIRECT_BIND_ALL", "MISDIRECT_READY_FILE")
+# The server's MISDIRECT_* variables are the harness's to set: one left in the user's
+# environment could share ports or files between parallel servers, bind beyond loopback,
+# or lock the control API (a token). These few are kept.
+_KEPT_VARIABLES = ("MISDIRECT_ALLOW_FILES_OUTSIDE", "MISDIRECT_LOG_FORMAT")
 
 # Every wait on the server is bounded.
 _REQUEST_TIMEOUT = 10.0
@@ -88,21 +89,23 @@ class Verdict:
         return cls(passed=bool(value.get("passed")), checks=checks, table=str(value.get("table", "")))
 
 
-# The name mappings in force, innermost last, shared by every harness of the process: one
-# patch of socket.getaddrinfo serves them all.
-_mappings: list[dict[str, str]] = []
-_mappings_lock = threading.Lock()
-_real_getaddrinfo = socket.getaddrinfo
+# The endpoints whose names are mapped now, innermost last, shared by every harness of the
+# process: one patch of socket.getaddrinfo serves them all, and calls through to the
+# getaddrinfo that was there before it (a test's own patch included).
+_mapped: list["Endpoint"] = []
+_mapped_lock = threading.Lock()
+_previous_getaddrinfo: Any = None
 
 
 def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
     name = host.decode() if isinstance(host, bytes) else host
     if isinstance(name, str):
         key = name.lower().rstrip(".")
-        for mapping in reversed(_mappings):
-            if key in mapping:
-                return _real_getaddrinfo(mapping[key], port, *args, **kwargs)
-    return _real_getaddrinfo(host, port, *args, **kwargs)
+        for endpoint in reversed(_mapped):
+            where = endpoint._names.get(key)
+            if where is not None:
+                return _previous_getaddrinfo(where[0], port, *args, **kwargs)
+    return _previous_getaddrinfo(host, port, *args, **kwargs)
 
 
 class Endpoint:
@@ -112,6 +115,7 @@ class Endpoint:
     _control: str
     _names: dict[str, tuple[str, int, bool]]  # name -> (host to connect to, port, tls)
     _label: str
+    _binary: Path | None = None
 
     # -- names ------------------------------------------------------------------------------
 
@@ -148,20 +152,23 @@ class Endpoint:
         address (other names as before), so that httpx, urllib3, requests and aiohttp reach the
         harness with the name kept for SNI and `Host`. Process-wide while it lasts; nested and
         concurrent uses stack."""
-        mapping = {n: h for n, (h, _, _) in self._names.items()}
-        with _mappings_lock:
-            _mappings.append(mapping)
-            socket.getaddrinfo = _getaddrinfo  # type: ignore[assignment]
+        global _previous_getaddrinfo
+        with _mapped_lock:
+            if not _mapped:
+                _previous_getaddrinfo = socket.getaddrinfo
+                socket.getaddrinfo = _getaddrinfo  # type: ignore[assignment]
+            _mapped.append(self)
         try:
             yield
         finally:
-            with _mappings_lock:
-                for i in range(len(_mappings) - 1, -1, -1):
-                    if _mappings[i] is mapping:
-                        del _mappings[i]
+            with _mapped_lock:
+                for i in range(len(_mapped) - 1, -1, -1):
+                    if _mapped[i] is self:
+                        del _mapped[i]
                         break
-                if not _mappings:
-                    socket.getaddrinfo = _real_getaddrinfo  # type: ignore[assignment]
+                if not _mapped and _previous_getaddrinfo is not None:
+                    socket.getaddrinfo = _previous_getaddrinfo  # type: ignore[assignment]
+                    _previous_getaddrinfo = None
 
     # -- the control API --------------------------------------------------------------------
 
@@ -177,12 +184,22 @@ class Endpoint:
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")
             try:
-                detail = json.loads(detail).get("error", detail)
+                answer = json.loads(detail)
+                detail = str(answer.get("error", detail))
+                problems = answer.get("problems") or []
+                if problems:
+                    detail += ": " + "; ".join(str(p) for p in problems)
             except (ValueError, AttributeError):
                 pass
             raise MisdirectError(f"{self._label}: {method} {path}: {error.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as error:
-            raise MisdirectError(f"{self._label}: {method} {path}: the control API did not answer: {error}") from None
+            raise MisdirectError(
+                f"{self._label}: {method} {path}: the control API did not answer: {error}{self._why_not()}"
+            ) from None
+
+    def _why_not(self) -> str:
+        """What a subclass knows of why the server does not answer (it exited…)."""
+        return ""
 
     def _json(self, method: str, path: str, body: bytes | None = None) -> Any:
         return json.loads(self._call(method, path, body))
@@ -218,8 +235,9 @@ class Endpoint:
     def load(self, scenario: Scenario) -> None:
         """Puts another scenario in force for new connections (its listeners must be the
         same); raises MisdirectError with the server's reasons if it is refused."""
-        text = _scenario_text(scenario, None)
+        text = _scenario_text(scenario, self._binary)
         self._json("PUT", "/scenario", text.encode())
+        self._label = _describe(scenario)
         self._refresh_names()
 
     def _refresh_names(self) -> None:
@@ -232,7 +250,10 @@ def _url_host(host: str) -> str:
 
 def _scenario_text(scenario: Scenario, binary: Path | None) -> str:
     if isinstance(scenario, Mapping):
-        return json.dumps(scenario)
+        try:
+            return json.dumps(scenario)
+        except (TypeError, ValueError) as error:
+            raise MisdirectError(f"{_describe(scenario)}: not JSON: {error}") from None
     text = os.fspath(scenario)
     if text.startswith("bundled:"):
         return bundled(text[len("bundled:") :], binary)
@@ -285,6 +306,13 @@ class Harness(Endpoint):
     def start(self) -> "Harness":
         if self._process is not None:
             return self
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "Harness":
         binary = self._binary or find_binary()
         if self._workdir is not None:
             self._workdir.mkdir(parents=True, exist_ok=True)
@@ -298,13 +326,12 @@ class Harness(Endpoint):
         else:
             scenario_file = Path(os.fspath(self._scenario)).resolve()
             if not scenario_file.is_file():
-                self._cleanup()
                 raise MisdirectError(f"{self._label}: no such scenario file")
         ready_file = self._dir / "ready.json"
         log_file = self._dir / "serve.log"
         with contextlib.suppress(FileNotFoundError):
             ready_file.unlink()
-        env = {k: v for k, v in os.environ.items() if k not in _ISOLATING}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MISDIRECT_") or k in _KEPT_VARIABLES}
         command = [
             str(binary),
             "serve",
@@ -319,27 +346,26 @@ class Harness(Endpoint):
             "127.0.0.1:0",
             "--log",
             "warn",
+            # The server ends with this process, however it ends: its stdin is a pipe only
+            # we hold.
+            "--exit-with-stdin",
             *self._args,
         ]
         with open(log_file, "wb") as log:
             try:
                 self._process = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=self._dir
+                    command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=self._dir
                 )
             except OSError as error:
-                self._cleanup()
                 raise MisdirectError(f"{self._label}: cannot start {binary}: {error}") from None
         deadline = time.monotonic() + self._startup_timeout
         while not ready_file.is_file():
             code = self._process.poll()
             if code is not None:
                 message = _tail(log_file)
-                self._process = None
-                self._cleanup()
                 raise MisdirectError(f"{self._label}: misdirect serve exited with {code} before it was ready:\n{message}")
             if time.monotonic() > deadline:
                 message = _tail(log_file)
-                self.stop()
                 raise MisdirectError(
                     f"{self._label}: misdirect serve was not ready within {self._startup_timeout:g} s:\n{message}"
                 )
@@ -353,6 +379,9 @@ class Harness(Endpoint):
         """Stops the server (SIGTERM: it finishes in-flight requests and flushes the journal;
         SIGKILL after 10 s) and removes the temporary folder."""
         process, self._process = self._process, None
+        if process is not None and process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -361,6 +390,15 @@ class Harness(Endpoint):
                 process.kill()
                 process.wait(timeout=10)
         self._cleanup()
+
+    def _why_not(self) -> str:
+        process = self._process
+        if process is None:
+            return " (the harness is stopped)"
+        code = process.poll()
+        if code is None or self._dir is None:
+            return ""
+        return f"; misdirect serve exited with {code}:\n{_tail(self._dir / 'serve.log')}"
 
     def _cleanup(self) -> None:
         if self._owns_dir and self._dir is not None:

@@ -19,13 +19,19 @@ TESTCONTAINERS_RYUK_DISABLED=true.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from testcontainers.core.container import DockerContainer
+try:
+    from testcontainers.core.container import DockerContainer
+except ImportError as error:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "misdirect.testcontainers needs testcontainers-python 4.15 or later: pip install 'misdirect[testcontainers]'"
+    ) from error
 
 from ._errors import MisdirectError
 from ._harness import Endpoint, Scenario, _describe, _scenario_text
@@ -56,8 +62,7 @@ class MisdirectContainer(DockerContainer, Endpoint):
             parsed = json.loads(text)
         except ValueError as error:
             raise MisdirectError(f"{self._label}: not JSON: {error}") from None
-        listeners = parsed.get("listeners") or [{}]
-        self._listener_ports = [BASE_PORT + i for i in range(len(listeners))]
+        self._listener_ports = sorted(set(container_ports(parsed).values()))
         self._startup_timeout = startup_timeout
         self._names = {}
         self._control = ""
@@ -67,6 +72,25 @@ class MisdirectContainer(DockerContainer, Endpoint):
         self.with_command(["serve", "/scenario.json"])
 
     def start(self) -> "MisdirectContainer":
+        try:
+            return self._start()
+        except BaseException:
+            # Nothing is left running, whatever failed (or Ctrl-C): no reaper may be there.
+            self.stop()
+            raise
+
+    def stop(self, force: bool = True, delete_volume: bool = True) -> None:
+        """Removes the container (once) and the CA file fetched from it."""
+        if self._container is not None:
+            try:
+                super().stop(force=force, delete_volume=delete_volume)
+            finally:
+                self._container = None
+        if self._ca_file is not None:
+            shutil.rmtree(self._ca_file.parent, ignore_errors=True)
+            self._ca_file = None
+
+    def _start(self) -> "MisdirectContainer":
         try:
             super().start()
         except Exception as error:  # the engine's own words: no engine, no image…
@@ -82,7 +106,6 @@ class MisdirectContainer(DockerContainer, Endpoint):
             if state.get("Status") in ("exited", "dead") or health == "unhealthy" or time.monotonic() > deadline:
                 logs = b"\n".join(part for part in self.get_logs() if part).decode(errors="replace")
                 why = "exited" if state.get("Status") in ("exited", "dead") else f"not healthy ({health})"
-                self.stop()
                 raise MisdirectError(f"{self._label}: the misdirect container is {why}:\n{logs[-8000:]}")
             time.sleep(0.1)
         host = self.get_container_host_ip()
@@ -92,12 +115,15 @@ class MisdirectContainer(DockerContainer, Endpoint):
 
     def _refresh_names(self) -> None:
         ready = self._json("GET", "/ready")
-        host = socket.gethostbyname(self.get_container_host_ip())
-        tls = {listener["name"]: bool(listener.get("tls", True)) for listener in ready.get("listeners", [])}
-        names = {}
-        for name, where in (ready.get("names") or {}).items():
-            inside = int(str(where["address"]).rpartition(":")[2])
-            names[name.lower()] = (host, int(self.get_exposed_port(inside)), tls.get(where.get("listener"), True))
+        try:
+            host = socket.getaddrinfo(self.get_container_host_ip(), None, type=socket.SOCK_STREAM)[0][4][0]
+            tls = {listener["name"]: bool(listener.get("tls", True)) for listener in ready.get("listeners", [])}
+            names = {}
+            for name, where in (ready.get("names") or {}).items():
+                inside = int(str(where["address"]).rpartition(":")[2])
+                names[name.lower()] = (host, int(self.get_exposed_port(inside)), tls.get(where.get("listener"), True))
+        except Exception as error:  # a port not mapped, a host that does not resolve
+            raise MisdirectError(f"{self._label}: where the container's names are: {error}") from None
         self._names = names
 
     @property
@@ -112,6 +138,27 @@ class MisdirectContainer(DockerContainer, Endpoint):
 
     def __enter__(self) -> "MisdirectContainer":
         return self.start()
+
+
+def container_ports(scenario: Mapping[str, Any]) -> dict[str, int]:
+    """Each listener's port inside the container, as `misdirect serve` binds them with
+    MISDIRECT_BASE_PORT: its own port if it has one, that of the listener its `port_from`
+    names, else the next base port (8443, 8444, …)."""
+    listeners = scenario.get("listeners") or [{"name": "main"}]
+    ports: dict[str, int] = {}
+    following = BASE_PORT
+    for listener in listeners:
+        name = str(listener.get("name", "main"))
+        own = int(str(listener.get("address", "127.0.0.1:0")).rpartition(":")[2] or 0)
+        source = listener.get("port_from")
+        if source in ports:
+            ports[name] = ports[source]
+        elif own:
+            ports[name] = own
+        else:
+            ports[name] = following
+            following += 1
+    return ports
 
 
 def _url_host(host: str) -> str:

@@ -174,9 +174,46 @@ pub struct ServeArgs {
     /// read stdout.
     #[arg(long, env = "MISDIRECT_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Stop, as on SIGTERM, once stdin reaches its end: a launcher that holds stdin open as a
+    /// pipe ends the server by closing it — or by dying, however it dies, so that no server
+    /// outlives the test that started it.
+    #[arg(long, env = "MISDIRECT_EXIT_WITH_STDIN")]
+    pub exit_with_stdin: bool,
     /// Server flags.
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// Resolves when stdin reaches its end (or cannot be read). Read on a thread of its own, not
+/// tokio's blocking pool: a read that never ends must not hold up the runtime's shutdown.
+async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("stdin-watch".to_owned())
+        .spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin().lock();
+            let mut buffer = [0u8; 4096];
+            loop {
+                match stdin.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(());
+        });
+    match spawned {
+        // Either way stdin is done: EOF, or the thread (and so the sender) is gone.
+        Ok(_) => {
+            let _ = rx.await;
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch stdin; only signals stop the server");
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Arguments of `misdirect run`.
@@ -360,8 +397,15 @@ pub(super) fn serve(args: ServeArgs, load: &scenario::LoadOptions) -> ExitCode {
             let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
         }
         log_listening(&server);
-        let signal = signals.next().await;
-        tracing::info!(%signal, "shutting down (a second signal exits at once)");
+        let reason = if args.exit_with_stdin {
+            tokio::select! {
+                signal = signals.next() => format!("received {signal}"),
+                () = stdin_closed() => "stdin closed".to_owned(),
+            }
+        } else {
+            format!("received {}", signals.next().await)
+        };
+        tracing::info!(%reason, "shutting down (a second signal exits at once)");
         let journal = server.journal();
         tokio::spawn(async move {
             let second = signals.next().await;
@@ -370,7 +414,7 @@ pub(super) fn serve(args: ServeArgs, load: &scenario::LoadOptions) -> ExitCode {
             let _ = journal.flush();
             std::process::exit(130);
         });
-        server.shutdown(&format!("received {signal}")).await;
+        server.shutdown(&reason).await;
         ExitCode::SUCCESS
     })
 }
