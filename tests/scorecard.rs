@@ -625,6 +625,25 @@ fn the_level_decides_which_failures_fail_a_cell() {
         stdout.contains("* passes at --level must, with failures below it"),
         "{stdout}"
     );
+    // Against that card, with neither clients nor a level given: its clients, at its level.
+    let mut again = strings(&[
+        "--jobs",
+        "2",
+        "--out",
+        "again",
+        "--expect",
+        "must/card.json",
+    ]);
+    again.extend(ids.iter().map(|id| scenario(id)));
+    let (code, stdout, stderr) = scorecard(dir.path(), &again);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let again = read_card(&dir.path().join("again/card.json"));
+    assert_eq!(again["level"], "must");
+    assert_eq!(again["timeout_secs"], card["timeout_secs"]);
+    assert!(
+        !stdout.contains("note: the baseline was made at"),
+        "{stdout}"
+    );
     assert!(
         stdout
             .lines()

@@ -26,9 +26,9 @@ pub struct ScorecardArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub jobs: Option<u64>,
     /// Each run's `--timeout-secs`: the adapter is killed after this long and the cell is an
-    /// error (1 to 86400).
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub timeout_secs: u64,
+    /// error (1 to 86400) [default: the --expect card's, else 120].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout_secs: Option<u64>,
     /// Folder for the card (`card.json`, `card.html`), the bundled scenarios' files
     /// (`scenarios/`) and every cell's report, picture, journal and output
     /// (`cells/CLIENT/SCENARIO/`).
@@ -38,9 +38,10 @@ pub struct ScorecardArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: CardFormat,
     /// The least binding level whose failures fail a cell: `must` counts only RFC
-    /// requirements, `should` adds recommendations, `robust` everything.
-    #[arg(long, value_enum, default_value = "robust")]
-    pub level: LevelArg,
+    /// requirements, `should` adds recommendations, `robust` everything [default: the
+    /// --expect card's, else robust].
+    #[arg(long, value_enum)]
+    pub level: Option<LevelArg>,
     /// A card saved earlier (`OUT/card.json`): exit 0 only if every cell has its status
     /// there and the same expectations failing and not exercised; cells it lacks must pass
     /// or be not applicable. With no client given, its clients are scored again.
@@ -94,6 +95,9 @@ impl From<LevelArg> for Level {
         }
     }
 }
+
+/// Each run's `--timeout-secs` when neither the flag nor a baseline gives one.
+const DEFAULT_TIMEOUT_SECS: u64 = 120;
 
 /// The exit status of a card that could not be made as asked.
 const USAGE: u8 = 2;
@@ -262,8 +266,16 @@ pub(super) fn scorecard(args: ScorecardArgs, load: &scenario::LoadOptions) -> Ex
         },
         out: args.out.clone(),
         jobs,
-        timeout_secs: args.timeout_secs,
-        level: args.level.into(),
+        // Compared with a baseline, a card is made as the baseline was, unless told otherwise.
+        timeout_secs: args
+            .timeout_secs
+            .or(baseline.as_ref().map(|b| b.timeout_secs).filter(|&t| t > 0))
+            .unwrap_or(DEFAULT_TIMEOUT_SECS),
+        level: args
+            .level
+            .map(Level::from)
+            .or(baseline.as_ref().map(|b| b.level))
+            .unwrap_or(Level::Robust),
     };
     // Held until the card is written: one scorecard per folder.
     let _lock = match scorecard::lock_out(&args.out) {
