@@ -34,7 +34,7 @@ except ImportError as error:  # pragma: no cover - depends on the install
     ) from error
 
 from ._errors import MisdirectError
-from ._harness import Endpoint, Scenario, _describe, _scenario_text
+from ._harness import Endpoint, Scenario, _describe, _scenario_text, _url_host
 
 BASE_PORT = 8443
 """The image gives its listeners 8443, 8444, … in the scenario's order."""
@@ -159,7 +159,3 @@ def container_ports(scenario: Mapping[str, Any]) -> dict[str, int]:
             ports[name] = following
             following += 1
     return ports
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
