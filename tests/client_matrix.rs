@@ -67,11 +67,11 @@ fn ready(test: &str, command: &[String]) -> Option<bool> {
             common::have_tool(test, "node", "Node.js 20 (Debian `nodejs`)").then_some(false)
         }
         "clients/java_httpclient.sh" => {
-            common::have_tool(test, "java", "Java 17 (Debian `openjdk-17-jre-headless`)")
+            common::have_tool(test, "java", "Java 17 (Debian `openjdk-17-jdk-headless`)")
                 .then_some(false)
         }
         "clients/okhttp.sh" => {
-            if !common::have_tool(test, "java", "Java 17 (Debian `openjdk-17-jre-headless`)") {
+            if !common::have_tool(test, "java", "Java 17 (Debian `openjdk-17-jdk-headless`)") {
                 return None;
             }
             if !Path::new("/usr/share/java/okhttp.jar").is_file() {
