@@ -50,7 +50,9 @@ use std::time::Duration;
 use ::testcontainers::core::{ContainerPort, IntoContainerPort, WaitFor};
 use ::testcontainers::runners::AsyncRunner;
 use ::testcontainers::{ContainerAsync, CopyToContainer, Image, TestcontainersError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
 
 use crate::expect::Verdict;
 use crate::journal::Event;
@@ -69,6 +71,9 @@ pub const SCENARIO_PATH: &str = "/scenario.json";
 
 /// How long one control API call may take.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest control API answer read (the in-memory journal is at most 32 MiB of events).
+const CONTROL_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why the container could not be started or asked.
 #[derive(Debug, thiserror::Error)]
@@ -419,35 +424,49 @@ impl MisdirectContainer {
         parse(path, &self.call("GET", path, &[]).await?)
     }
 
-    /// One HTTP/1.1 exchange with the control API, on a connection of its own.
+    /// One HTTP/1.1 exchange with the control API (hyper's client), on a connection of its
+    /// own, bounded in time and size.
     async fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
         let failed = |message: String| Error::Control {
             path: path.to_owned(),
             message,
         };
-        let token = self.container.image().token.as_deref();
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, self.control.to_string());
+        if let Some(token) = self.container.image().token.as_deref() {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .map_err(|e| failed(e.to_string()))?;
         let exchange = async {
-            let mut stream = tokio::net::TcpStream::connect(self.control).await?;
-            let mut head = format!(
-                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-                self.control,
-                body.len()
-            );
-            if let Some(token) = token {
-                head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-            }
-            head.push_str("\r\n");
-            stream.write_all(head.as_bytes()).await?;
-            stream.write_all(body).await?;
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response).await?;
-            Ok::<_, std::io::Error>(response)
+            let stream = tokio::net::TcpStream::connect(self.control)
+                .await
+                .map_err(|e| format!("{e} ({})", self.control))?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            // Ends when the exchange is over (the sender dropped) or the peer goes.
+            tokio::spawn(connection);
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let body = Limited::new(response.into_body(), CONTROL_MAX_BYTES)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((status, body))
         };
-        let response = tokio::time::timeout(CONTROL_TIMEOUT, exchange)
+        let (status, body) = tokio::time::timeout(CONTROL_TIMEOUT, exchange)
             .await
             .map_err(|_| failed(format!("no answer within {CONTROL_TIMEOUT:?}")))?
-            .map_err(|e| failed(format!("{} ({})", e, self.control)))?;
-        let (status, body) = parse_response(&response).map_err(failed)?;
+            .map_err(failed)?;
         if !(200..300).contains(&status) {
             return Err(Error::Status {
                 path: path.to_owned(),
@@ -455,7 +474,7 @@ impl MisdirectContainer {
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
         }
-        Ok(body)
+        Ok(body.to_vec())
     }
 }
 
@@ -499,63 +518,6 @@ async fn host_ip(host: &str) -> Result<IpAddr, Error> {
             host: host.to_owned(),
             message: "it resolves to no address".to_owned(),
         })
-}
-
-/// The status and body of an HTTP/1.1 response read to the end (`Connection: close`):
-/// `Content-Length`, chunked, or close-delimited.
-fn parse_response(response: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("the answer has no end of headers")?;
-    let head = std::str::from_utf8(&response[..end]).map_err(|_| "headers are not UTF-8")?;
-    let rest = &response[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| format!("not an HTTP status line: {head:?}"))?;
-    let header = |name: &str| {
-        head.split("\r\n").skip(1).find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        return dechunk(rest).map(|body| (status, body));
-    }
-    match header("content-length").map(|v| v.parse::<usize>()) {
-        Some(Ok(length)) => rest
-            .get(..length)
-            .map(|body| (status, body.to_vec()))
-            .ok_or_else(|| format!("body shorter than its Content-Length {length}")),
-        Some(Err(_)) => Err("a Content-Length that is not a number".to_owned()),
-        None => Ok((status, rest.to_vec())),
-    }
-}
-
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("a chunk without a size line")?;
-        let size = std::str::from_utf8(&rest[..line_end])
-            .ok()
-            .and_then(|line| usize::from_str_radix(line.split(';').next()?.trim(), 16).ok())
-            .ok_or("a chunk size that is not hexadecimal")?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        let chunk = rest.get(..size).ok_or("a chunk shorter than its size")?;
-        body.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).ok_or("a chunk without its CRLF")?;
-    }
 }
 
 #[cfg(test)]
@@ -608,20 +570,5 @@ mod tests {
             Misdirect::bundled("no-such"),
             Err(Error::UnknownScenario(_))
         ));
-    }
-
-    #[test]
-    fn responses_are_read_with_a_length_chunked_or_to_the_end() {
-        let sized = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokXX";
-        assert_eq!(parse_response(sized), Ok((200, b"ok".to_vec())));
-        let chunked =
-            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked), Ok((404, b"abcde".to_vec())));
-        assert_eq!(
-            parse_response(b"HTTP/1.0 200 OK\r\n\r\nall"),
-            Ok((200, b"all".to_vec()))
-        );
-        assert!(parse_response(b"garbage").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort").is_err());
     }
 }
