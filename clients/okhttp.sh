@@ -1,6 +1,6 @@
 #!/bin/sh
-# misdirect adapter: OkHttp 3 from Debian's libokhttp-java (3.13.1 on bookworm), run as a
-# single-file Java source program (Java 11+; tested with 17).
+# misdirect adapter: OkHttp 3 from Debian's libokhttp-java (3.13.1 on bookworm), compiled with
+# clients/java/Plan.java (Java 11+; tested with 17).
 #
 #     apt-get install -y libokhttp-java default-jdk-headless    # once
 #     misdirect run scenarios/X.json -- clients/okhttp.sh
@@ -24,4 +24,13 @@ if [ -z "${OKHTTP_JARS:-}" ]; then
     fi
     OKHTTP_JARS="$okhttp:$okio"
 fi
-exec java -cp "$OKHTTP_JARS" "$here/okhttp/Main.java" "$@"
+# The compiled adapter, removed however the script ends.
+work=$(mktemp -d "${TMPDIR:-/tmp}/misdirect-okhttp.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; exit 143' TERM
+trap 'rm -rf "$work"; exit 130' INT
+if ! javac -d "$work" -cp "$OKHTTP_JARS" "$here/java/Plan.java" "$here/okhttp/Main.java"; then
+    echo "okhttp.sh: could not compile the adapter (is a JDK 11+ installed? javac is needed)" >&2
+    exit 2
+fi
+java -cp "$work:$OKHTTP_JARS" Main "$@"
