@@ -48,13 +48,7 @@ fn ready(test: &str, command: &[String]) -> Option<bool> {
                 Some(".venv/bin/python"),
                 "{test}: clients/card.json runs {script} with .venv/bin/python"
             );
-            let ok = Command::new(root().join(".venv/bin/python"))
-                .args(["-c", "import h2, httpx"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
+            if common::has_h2(&root().join(".venv/bin/python")) {
                 Some(false)
             } else {
                 missing(

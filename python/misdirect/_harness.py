@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 from ._binary import bundled, find_binary
 from ._errors import MisdirectError
@@ -33,6 +33,9 @@ _KEPT_VARIABLES = ("MISDIRECT_ALLOW_FILES_OUTSIDE", "MISDIRECT_LOG_FORMAT")
 
 # Every wait on the server is bounded.
 _REQUEST_TIMEOUT = 10.0
+
+# No proxy: the control API is on loopback (or a mapped port of a local container).
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -176,10 +179,8 @@ class Endpoint:
         request = urllib.request.Request(self._control + path, data=body, method=method)
         if body is not None:
             request.add_header("Content-Type", "application/json")
-        # No proxy: the control API is on loopback (or a mapped port of a local container).
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(request, timeout=_REQUEST_TIMEOUT) as answer:
+            with _OPENER.open(request, timeout=_REQUEST_TIMEOUT) as answer:
                 return answer.read()
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")
@@ -464,12 +465,16 @@ class Harness(Endpoint):
         self._names = _names_of(self._json("GET", "/ready"))
 
 
-def _names_of(ready: Mapping[str, Any]) -> dict[str, tuple[str, int, bool]]:
+def _names_of(
+    ready: Mapping[str, Any], reach: Callable[[str, int], tuple[str, int]] = lambda host, port: (host, port)
+) -> dict[str, tuple[str, int, bool]]:
+    """The readiness JSON's names → (host, port, tls); `reach` turns the address the server
+    bound into the one a client connects to (a container's mapped port)."""
     tls = {listener["name"]: bool(listener.get("tls", True)) for listener in ready.get("listeners", [])}
     names = {}
     for name, where in (ready.get("names") or {}).items():
         host, _, port = str(where["address"]).rpartition(":")
-        names[name.lower()] = (host.strip("[]"), int(port), tls.get(where.get("listener"), True))
+        names[name.lower()] = (*reach(host.strip("[]"), int(port)), tls.get(where.get("listener"), True))
     return names
 
 

@@ -34,7 +34,7 @@ except ImportError as error:  # pragma: no cover - depends on the install
     ) from error
 
 from ._errors import MisdirectError
-from ._harness import Endpoint, Scenario, _describe, _scenario_text, _url_host
+from ._harness import Endpoint, Scenario, _describe, _names_of, _scenario_text, _url_host
 
 BASE_PORT = 8443
 """The image gives its listeners 8443, 8444, … in the scenario's order."""
@@ -117,11 +117,7 @@ class MisdirectContainer(DockerContainer, Endpoint):
         ready = self._json("GET", "/ready")
         try:
             host = socket.getaddrinfo(self.get_container_host_ip(), None, type=socket.SOCK_STREAM)[0][4][0]
-            tls = {listener["name"]: bool(listener.get("tls", True)) for listener in ready.get("listeners", [])}
-            names = {}
-            for name, where in (ready.get("names") or {}).items():
-                inside = int(str(where["address"]).rpartition(":")[2])
-                names[name.lower()] = (host, int(self.get_exposed_port(inside)), tls.get(where.get("listener"), True))
+            names = _names_of(ready, lambda _bound, inside: (host, int(self.get_exposed_port(inside))))
         except Exception as error:  # a port not mapped, a host that does not resolve
             raise MisdirectError(f"{self._label}: where the container's names are: {error}") from None
         self._names = names

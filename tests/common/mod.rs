@@ -264,6 +264,16 @@ pub fn run(program: &str, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// Whether this Python imports h2 and httpx.
+pub fn has_h2(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import h2, httpx"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The Python interpreter with `h2` and `httpx`: `$MISDIRECT_PYTHON`, else `.venv/bin/python`
 /// (which `scripts/test` creates). `None` (after saying so) when neither has them.
 pub fn python_with_h2(test: &str) -> Option<PathBuf> {
@@ -272,13 +282,7 @@ pub fn python_with_h2(test: &str) -> Option<PathBuf> {
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")),
     ];
     for python in candidates.into_iter().flatten() {
-        let ok = Command::new(&python)
-            .args(["-c", "import h2, httpx"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
+        if has_h2(&python) {
             return Some(python);
         }
     }
